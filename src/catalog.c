@@ -1,0 +1,266 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Where the extension's tables are, and acting as their owner.
+ *
+ * The OIDs and attribute numbers of sessmgr.sessions are looked up once per
+ * backend and forgotten on any relcache invalidation of the table or its
+ * primary key (DROP EXTENSION, ALTER TABLE, ...).
+ *
+ * sessmgr's functions are not SECURITY DEFINER.  Where they must write the
+ * extension's tables, they switch to the tables' owner for the duration of
+ * their own fixed, schema-qualified statements, as PostgreSQL's RI triggers
+ * do, and switch back.  This keeps the hot paths free of the per-call cost of
+ * a SECURITY DEFINER function with a SET clause, and lets the audit trail
+ * record the role that really called.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "sessmgr.h"
+
+static SessmgrCatalog catalog;
+static bool catalog_valid = false;
+
+/*
+ * The role that called into sessmgr, while sessmgr acts as the owner, and the
+ * transaction nesting level at which it was recorded.
+ */
+static Oid	current_actor = InvalidOid;
+static int	current_actor_level = 0;
+
+static void
+catalog_invalidate(Datum arg, Oid relid)
+{
+	if (!catalog_valid)
+		return;
+	if (relid == InvalidOid || relid == catalog.sessions ||
+		relid == catalog.sessions_pkey)
+		catalog_valid = false;
+}
+
+/* An error that escapes a sessmgr call must not leave its actor behind. */
+static void
+actor_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		current_actor = InvalidOid;
+}
+
+static void
+actor_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB &&
+		current_actor_level >= GetCurrentTransactionNestLevel())
+		current_actor = InvalidOid;
+}
+
+/* Register the callbacks; called once from _PG_init. */
+void
+SessmgrCatalogInit(void)
+{
+	CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
+	RegisterXactCallback(actor_xact_callback, NULL);
+	RegisterSubXactCallback(actor_subxact_callback, NULL);
+}
+
+static AttrNumber
+required_attnum(Oid relid, const char *name, Oid type)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber || get_atttype(relid, attnum) != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table sessmgr.sessions has no usable column \"%s\"", name),
+				 errhint("Reinstall the sessmgr extension.")));
+	return attnum;
+}
+
+/*
+ * The extension's catalog entries, looked up on first use in a backend and
+ * after any invalidation.
+ */
+const SessmgrCatalog *
+SessmgrGetCatalog(void)
+{
+	Oid			extoid;
+	Oid			nsp;
+	Oid			relid;
+	Oid			pkey;
+	SessmgrCatalog c;
+
+	if (catalog_valid)
+		return &catalog;
+
+	extoid = get_extension_oid("sessmgr", true);
+	if (!OidIsValid(extoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"sessmgr\" is not installed in this database")));
+
+	nsp = get_namespace_oid("sessmgr", false);	/* the control file fixes it */
+	relid = get_relname_relid("sessions", nsp);
+	pkey = get_relname_relid("sessions_pkey", nsp);
+	if (!OidIsValid(relid) || !OidIsValid(pkey) ||
+		get_rel_relkind(relid) != RELKIND_RELATION ||
+		get_rel_relkind(pkey) != RELKIND_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table sessmgr.sessions or its primary key is missing"),
+				 errhint("Reinstall the sessmgr extension.")));
+
+	memset(&c, 0, sizeof(c));
+	c.namespace = nsp;
+	c.sessions = relid;
+	c.sessions_pkey = pkey;
+	{
+		HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+
+		if (!HeapTupleIsValid(tp))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
+		c.owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+		ReleaseSysCache(tp);
+	}
+	c.att_id = required_attnum(relid, "id", UUIDOID);
+	c.att_user_id = required_attnum(relid, "user_id", TEXTOID);
+	c.att_token_hash = required_attnum(relid, "token_hash", BYTEAOID);
+	c.att_last_active_at = required_attnum(relid, "last_active_at", TIMESTAMPTZOID);
+	c.att_expires_at = required_attnum(relid, "expires_at", TIMESTAMPTZOID);
+	c.att_idle_timeout = required_attnum(relid, "idle_timeout", INTERVALOID);
+	c.att_revoked_at = required_attnum(relid, "revoked_at", TIMESTAMPTZOID);
+	c.att_revoke_reason = required_attnum(relid, "revoke_reason", TEXTOID);
+	c.att_ip = required_attnum(relid, "ip", INETOID);
+	c.att_last_needed = Max(Max(Max(c.att_id, c.att_user_id),
+								Max(c.att_token_hash, c.att_last_active_at)),
+							Max(Max(c.att_expires_at, c.att_idle_timeout),
+								Max(c.att_revoked_at, c.att_revoke_reason)));
+
+	catalog = c;
+	catalog_valid = true;
+	return &catalog;
+}
+
+/*
+ * Act as the owner of the extension's tables until SessmgrRestoreUser.  The
+ * calling role is remembered as the actor for the audit trail.  An error in
+ * between needs no cleanup here: (sub)transaction abort restores the user id
+ * and the callbacks above forget the actor.
+ */
+void
+SessmgrBecomeOwner(SessmgrOwnerContext *ctx)
+{
+	const SessmgrCatalog *cat = SessmgrGetCatalog();
+
+	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
+	ctx->save_actor = current_actor;
+	if (!OidIsValid(current_actor))
+	{
+		current_actor = ctx->save_userid;
+		current_actor_level = GetCurrentTransactionNestLevel();
+	}
+	SetUserIdAndSecContext(cat->owner,
+						   ctx->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_NOFORCE_RLS);
+}
+
+void
+SessmgrRestoreUser(SessmgrOwnerContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+	current_actor = ctx->save_actor;
+}
+
+/*
+ * The role to record as having done something: the caller of the sessmgr
+ * function we are inside, or else the current role (a direct INSERT or
+ * UPDATE on the table by its owner).
+ */
+Oid
+SessmgrActor(void)
+{
+	return OidIsValid(current_actor) ? current_actor : GetUserId();
+}
+
+/*
+ * Prepare a statement once per backend and keep the plan.  Must be called
+ * inside SPI_connect.
+ */
+SPIPlanPtr
+SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+/* Run a prepared statement; elog on an SPI failure, which cannot happen. */
+void
+SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
+}
+
+/* An interval as microseconds, with a month counted as 30 days. */
+int64
+SessmgrIntervalUsecs(const Interval *interval)
+{
+	return interval->time +
+		(interval->day + (int64) interval->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+}
+
+/*
+ * Whether a session with these attributes is active at time now: not
+ * revoked, within its absolute lifetime, and active within its idle timeout.
+ */
+bool
+SessmgrSessionIsLive(TimestampTz now, bool revoked, TimestampTz expires_at,
+					 TimestampTz last_active_at, const Interval *idle_timeout)
+{
+	if (revoked || now >= expires_at)
+		return false;
+	return now < last_active_at + SessmgrIntervalUsecs(idle_timeout);
+}
+
+/*
+ * Refuse an argument longer than max_bytes.  The error names the argument,
+ * never its value.
+ */
+void
+SessmgrCheckText(text *value, const char *what, int max_bytes)
+{
+	int			len = VARSIZE_ANY_EXHDR(value);
+
+	if (len > max_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("%s is too long", what),
+				 errdetail("The limit is %d bytes.", max_bytes)));
+}

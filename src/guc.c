@@ -1,0 +1,176 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  The sessmgr.* settings.
+ *
+ * Every setting that decides how long a session lives or how many a user may
+ * hold is PGC_SUSET: an application role cannot loosen them with SET.
+ * Defaults follow NIST SP 800-63B rev. 4: an ordinary session meets AAL2
+ * (24 hours absolute, 1 hour idle), a remembered device AAL1 (30 days
+ * absolute, 7 days idle).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "sessmgr.h"
+
+#define SECS_PER_DAY_INT	86400
+#define MAX_LIFETIME_SECS	(366 * SECS_PER_DAY_INT)
+
+int			sessmgr_max_sessions = 15;
+int			sessmgr_cap_policy = SESSMGR_CAP_EVICT_OLDEST;
+int			sessmgr_idle_timeout = 3600;
+int			sessmgr_absolute_timeout = SECS_PER_DAY_INT;
+int			sessmgr_remember_idle_timeout = 7 * SECS_PER_DAY_INT;
+int			sessmgr_remember_absolute_timeout = 30 * SECS_PER_DAY_INT;
+int			sessmgr_touch_interval = 60;
+
+static const struct config_enum_entry cap_policy_options[] = {
+	{"evict_oldest", SESSMGR_CAP_EVICT_OLDEST, false},
+	{"evict_idle", SESSMGR_CAP_EVICT_IDLE, false},
+	{"reject", SESSMGR_CAP_REJECT, false},
+	{NULL, 0, false}
+};
+
+/*
+ * When a superuser SETs an idle timeout in a session, refuse one longer than
+ * the absolute lifetime of the same kind of session.  Values from files and
+ * ALTER ... SET are applied one at a time in no useful order, so for those
+ * the pair is checked when a session is issued (SessmgrCheckSettings).
+ */
+static bool
+check_pair(int idle, int absolute, GucSource source,
+		   const char *idle_name, const char *absolute_name)
+{
+	if (source < PGC_S_INTERACTIVE || idle <= absolute)
+		return true;
+
+	GUC_check_errdetail("%s must not be longer than %s.", idle_name, absolute_name);
+	return false;
+}
+
+static bool
+check_idle_timeout(int *newval, void **extra, GucSource source)
+{
+	return check_pair(*newval, sessmgr_absolute_timeout, source,
+					  "sessmgr.idle_timeout", "sessmgr.absolute_timeout");
+}
+
+static bool
+check_absolute_timeout(int *newval, void **extra, GucSource source)
+{
+	return check_pair(sessmgr_idle_timeout, *newval, source,
+					  "sessmgr.idle_timeout", "sessmgr.absolute_timeout");
+}
+
+static bool
+check_remember_idle_timeout(int *newval, void **extra, GucSource source)
+{
+	return check_pair(*newval, sessmgr_remember_absolute_timeout, source,
+					  "sessmgr.remember_idle_timeout",
+					  "sessmgr.remember_absolute_timeout");
+}
+
+static bool
+check_remember_absolute_timeout(int *newval, void **extra, GucSource source)
+{
+	return check_pair(sessmgr_remember_idle_timeout, *newval, source,
+					  "sessmgr.remember_idle_timeout",
+					  "sessmgr.remember_absolute_timeout");
+}
+
+/* Define the settings; called once from _PG_init. */
+void
+SessmgrDefineSettings(void)
+{
+	DefineCustomIntVariable("sessmgr.max_sessions",
+							"Maximum number of active sessions per user.",
+							NULL,
+							&sessmgr_max_sessions,
+							15, 1, 10000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("sessmgr.cap_policy",
+							 "What issuing a session beyond sessmgr.max_sessions does.",
+							 "evict_oldest revokes the oldest session, evict_idle the least "
+							 "recently active one, reject refuses the new session.",
+							 &sessmgr_cap_policy,
+							 SESSMGR_CAP_EVICT_OLDEST, cap_policy_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.idle_timeout",
+							"A session ends after this long without activity.",
+							NULL,
+							&sessmgr_idle_timeout,
+							3600, 1, MAX_LIFETIME_SECS,
+							PGC_SUSET, GUC_UNIT_S,
+							check_idle_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.absolute_timeout",
+							"A session ends this long after it was issued, whatever its activity.",
+							NULL,
+							&sessmgr_absolute_timeout,
+							SECS_PER_DAY_INT, 1, MAX_LIFETIME_SECS,
+							PGC_SUSET, GUC_UNIT_S,
+							check_absolute_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.remember_idle_timeout",
+							"Idle timeout of a session issued with remember => true.",
+							NULL,
+							&sessmgr_remember_idle_timeout,
+							7 * SECS_PER_DAY_INT, 1, MAX_LIFETIME_SECS,
+							PGC_SUSET, GUC_UNIT_S,
+							check_remember_idle_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.remember_absolute_timeout",
+							"Absolute lifetime of a session issued with remember => true.",
+							NULL,
+							&sessmgr_remember_absolute_timeout,
+							30 * SECS_PER_DAY_INT, 1, MAX_LIFETIME_SECS,
+							PGC_SUSET, GUC_UNIT_S,
+							check_remember_absolute_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.touch_interval",
+							"Minimum time between two writes of a session's last activity.",
+							"Validation within this interval of the last recorded activity "
+							"writes nothing.",
+							&sessmgr_touch_interval,
+							60, 0, SECS_PER_DAY_INT,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("sessmgr");
+}
+
+/*
+ * Refuse to issue a session under contradictory settings: an idle timeout
+ * longer than the absolute lifetime, or a touch interval so long that an
+ * active session would idle out between two recorded activities.
+ */
+void
+SessmgrCheckSettings(void)
+{
+	if (sessmgr_idle_timeout > sessmgr_absolute_timeout)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sessmgr.idle_timeout must not be longer than sessmgr.absolute_timeout"),
+				 errhint("Ask a superuser to correct the sessmgr settings.")));
+
+	if (sessmgr_remember_idle_timeout > sessmgr_remember_absolute_timeout)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sessmgr.remember_idle_timeout must not be longer than sessmgr.remember_absolute_timeout"),
+				 errhint("Ask a superuser to correct the sessmgr settings.")));
+
+	if (sessmgr_touch_interval >= sessmgr_idle_timeout ||
+		sessmgr_touch_interval >= sessmgr_remember_idle_timeout)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sessmgr.touch_interval must be shorter than the idle timeouts"),
+				 errhint("Ask a superuser to correct the sessmgr settings.")));
+}

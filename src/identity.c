@@ -1,0 +1,117 @@
+/*-------------------------------------------------------------------------
+ *
+ * identity.c
+ *	  The transaction-local identity set by sessmgr.authenticate().
+ *
+ * The identity lives in backend memory, not in a GUC, so that no role can
+ * forge it with SET or set_config(); only a successful authenticate() sets
+ * it.  It is forgotten when the transaction ends, however it ends, and when
+ * the subtransaction that set it aborts, so a connection shared through a
+ * transaction-pooling pooler never carries one client's identity into
+ * another client's transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "sessmgr.h"
+
+static bool identity_set = false;
+static int	identity_level = 0;
+static char identity_user_id[SESSMGR_MAX_USER_ID_BYTES + 1];
+static pg_uuid_t identity_session_id;
+
+static void
+identity_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			SessmgrClearIdentity();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && identity_set &&
+		identity_level >= GetCurrentTransactionNestLevel())
+		SessmgrClearIdentity();
+}
+
+/* Register the callbacks; called once from _PG_init. */
+void
+SessmgrIdentityInit(void)
+{
+	RegisterXactCallback(identity_xact_callback, NULL);
+	RegisterSubXactCallback(identity_subxact_callback, NULL);
+}
+
+void
+SessmgrSetIdentity(const char *user_id, const pg_uuid_t *session_id)
+{
+	size_t		len = strlen(user_id);
+
+	/* the sessions table refuses longer user ids, so this cannot happen */
+	if (len > SESSMGR_MAX_USER_ID_BYTES)
+		elog(ERROR, "user id too long for sessmgr identity");
+
+	memcpy(identity_user_id, user_id, len + 1);
+	identity_session_id = *session_id;
+	identity_level = GetCurrentTransactionNestLevel();
+	identity_set = true;
+}
+
+void
+SessmgrClearIdentity(void)
+{
+	identity_set = false;
+	identity_level = 0;
+	identity_user_id[0] = '\0';
+	memset(&identity_session_id, 0, sizeof(identity_session_id));
+}
+
+/*
+ * sessmgr.current_user_id() RETURNS text
+ *
+ * The user authenticated in this transaction, or NULL.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_current_user_id);
+Datum
+sessmgr_current_user_id(PG_FUNCTION_ARGS)
+{
+	if (!identity_set)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(identity_user_id));
+}
+
+/*
+ * sessmgr.current_session_id() RETURNS uuid
+ *
+ * The session authenticated in this transaction, or NULL.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_current_session_id);
+Datum
+sessmgr_current_session_id(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *result;
+
+	if (!identity_set)
+		PG_RETURN_NULL();
+	result = palloc(sizeof(pg_uuid_t));
+	*result = identity_session_id;
+	PG_RETURN_UUID_P(result);
+}

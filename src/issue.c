@@ -1,0 +1,157 @@
+/*-------------------------------------------------------------------------
+ *
+ * issue.c
+ *	  sessmgr.issue(): minting a session for an authenticated user.
+ *
+ * The caller has already checked the user's credentials.  issue() mints a
+ * token, stores its hash with the session's metadata and lifetimes, and
+ * returns the token; it is never shown again.  The per-user cap and the
+ * audit event are the table's triggers' business (triggers.c), so a plain
+ * INSERT obeys them too.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "sessmgr.h"
+
+#define ISSUE_NARGS 12
+
+/*
+ * sessmgr.issue(user_id text, device_name text, user_agent text, ip inet,
+ *				 location text, remember boolean, metadata jsonb)
+ *	 RETURNS TABLE (session_id uuid, token text, expires_at timestamptz)
+ */
+PG_FUNCTION_INFO_V1(sessmgr_issue);
+Datum
+sessmgr_issue(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"session_id", "token", "expires_at"};
+	static const Oid types[] = {UUIDOID, TEXTOID, TIMESTAMPTZOID};
+	static TupleDesc result_desc = NULL;
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[ISSUE_NARGS] = {
+		UUIDOID, BYTEAOID, TIMESTAMPTZOID, INTERVALOID, TIMESTAMPTZOID,
+		BOOLOID, TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, JSONBOID
+	};
+	Datum		values[ISSUE_NARGS];
+	char		nulls[ISSUE_NARGS];
+	SessmgrToken token;
+	uint8		hash[SESSMGR_HASH_LEN];
+	bytea	   *hash_datum;
+	char		token_text[SESSMGR_TOKEN_LEN + 1];
+	bool		remember;
+	int			idle_secs;
+	int			absolute_secs;
+	Interval   *idle;
+	TimestampTz now;
+	TimestampTz expires_at;
+	SessmgrOwnerContext octx;
+	Datum		result[3];
+	bool		result_nulls[3] = {false, false, false};
+
+	SessmgrBeginResult(fcinfo);
+
+	/* check the arguments; errors name them but never echo their values */
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("user id must not be null")));
+	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("user id must not be empty")));
+	SessmgrCheckText(PG_GETARG_TEXT_PP(0), "user id", SESSMGR_MAX_USER_ID_BYTES);
+	if (!PG_ARGISNULL(1))
+		SessmgrCheckText(PG_GETARG_TEXT_PP(1), "device name", SESSMGR_MAX_NAME_BYTES);
+	if (!PG_ARGISNULL(2))
+		SessmgrCheckText(PG_GETARG_TEXT_PP(2), "user agent", SESSMGR_MAX_USER_AGENT_BYTES);
+	if (!PG_ARGISNULL(4))
+		SessmgrCheckText(PG_GETARG_TEXT_PP(4), "location", SESSMGR_MAX_NAME_BYTES);
+	remember = PG_ARGISNULL(5) ? false : PG_GETARG_BOOL(5);
+	if (!PG_ARGISNULL(6))
+	{
+		Jsonb	   *metadata = PG_GETARG_JSONB_P(6);
+
+		if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata must be a JSON object")));
+		if (VARSIZE(metadata) - VARHDRSZ > SESSMGR_MAX_METADATA_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("metadata is too long"),
+					 errdetail("The limit is %d bytes.", SESSMGR_MAX_METADATA_BYTES)));
+	}
+	SessmgrCheckSettings();
+
+	/* mint the token and the session's lifetimes */
+	SessmgrTokenGenerate(&token);
+	SessmgrTokenHash(&token, hash);
+	SessmgrTokenEncode(&token, token_text);
+	explicit_bzero(&token.secret, sizeof(token.secret));
+
+	/*
+	 * The wall clock rather than the transaction start, so that sessions
+	 * issued in one transaction still have an order for evict_oldest.
+	 */
+	now = GetCurrentTimestamp();
+	idle_secs = remember ? sessmgr_remember_idle_timeout : sessmgr_idle_timeout;
+	absolute_secs = remember ? sessmgr_remember_absolute_timeout : sessmgr_absolute_timeout;
+	expires_at = now + (int64) absolute_secs * USECS_PER_SEC;
+
+	/* an idle timeout is an exact duration, never calendar days */
+	idle = palloc0(sizeof(Interval));
+	idle->time = (int64) idle_secs * USECS_PER_SEC;
+
+	hash_datum = palloc(VARHDRSZ + SESSMGR_HASH_LEN);
+	SET_VARSIZE(hash_datum, VARHDRSZ + SESSMGR_HASH_LEN);
+	memcpy(VARDATA(hash_datum), hash, SESSMGR_HASH_LEN);
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(&token.id);
+	values[1] = PointerGetDatum(hash_datum);
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = IntervalPGetDatum(idle);
+	values[4] = TimestampTzGetDatum(expires_at);
+	values[5] = BoolGetDatum(remember);
+	values[6] = PG_GETARG_DATUM(0);
+	for (int i = 1; i <= 4; i++)
+	{
+		/* device_name, user_agent, ip, location */
+		values[6 + i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[6 + i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	values[11] = PG_ARGISNULL(6) ?
+		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(6);
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SessmgrPreparePlan(&plan,
+					   "INSERT INTO sessmgr.sessions"
+					   " (id, token_hash, created_at, last_active_at, idle_timeout,"
+					   "  expires_at, remember, user_id, device_name, user_agent, ip,"
+					   "  location, metadata)"
+					   " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+					   ISSUE_NARGS, argtypes);
+	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+
+	if (result_desc == NULL)
+		result_desc = SessmgrResultDesc(3, names, types);
+	result[0] = UUIDPGetDatum(&token.id);
+	result[1] = CStringGetTextDatum(token_text);
+	result[2] = TimestampTzGetDatum(expires_at);
+	SessmgrReturnRow(fcinfo, result_desc, result, result_nulls);
+	explicit_bzero(token_text, sizeof(token_text));
+
+	PG_RETURN_NULL();
+}

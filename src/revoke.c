@@ -1,0 +1,197 @@
+/*-------------------------------------------------------------------------
+ *
+ * revoke.c
+ *	  Ending sessions: sessmgr.revoke() and sessmgr.revoke_all().
+ *
+ * Revocation is final (the table's triggers refuse to touch an ended
+ * session again) and audited (the trigger writes the event).  A session that
+ * is unknown and one that belongs to somebody else give exactly the same
+ * error, so a caller learns nothing about other users' sessions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "sessmgr.h"
+
+static void
+invalid_session_id(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid session id")));
+}
+
+/* A revocation reason must be a short, non-empty word or phrase. */
+static text *
+check_reason(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *reason;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("revocation reason must not be null")));
+	reason = PG_GETARG_TEXT_PP(argno);
+	if (VARSIZE_ANY_EXHDR(reason) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("revocation reason must not be empty")));
+	SessmgrCheckText(reason, "revocation reason", SESSMGR_MAX_REASON_BYTES);
+	return reason;
+}
+
+static bool
+text_equal(text *a, text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+/*
+ * sessmgr.revoke(session_id uuid, user_id text, reason text) RETURNS boolean
+ *
+ * End one session.  With a user id, only that user's session may be ended.
+ * Returns true if this call ended it, false if it had already ended.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_revoke);
+Datum
+sessmgr_revoke(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr revoke_plan = NULL;
+	Oid			lock_types[1] = {UUIDOID};
+	Oid			revoke_types[3] = {UUIDOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[3];
+	text	   *reason;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	SessmgrOwnerContext octx;
+	bool		revoked = false;
+
+	reason = check_reason(fcinfo, 2);
+	if (PG_ARGISNULL(0))
+		invalid_session_id();
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = TimestampTzGetDatum(now);
+	values[2] = PointerGetDatum(reason);
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	SessmgrPreparePlan(&lock_plan,
+					   "SELECT user_id, revoked_at IS NOT NULL, expires_at,"
+					   "       last_active_at, idle_timeout"
+					   "  FROM sessmgr.sessions"
+					   " WHERE id OPERATOR(pg_catalog.=) $1"
+					   "   FOR UPDATE",
+					   1, lock_types);
+	SessmgrExecPlan(lock_plan, values, NULL, SPI_OK_SELECT);
+
+	if (SPI_processed == 1)
+	{
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		text	   *owner = DatumGetTextPP(SPI_getbinval(row, desc, 1, &isnull));
+		bool		ended = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+		TimestampTz expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
+		TimestampTz last_active_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
+		Interval   *idle = DatumGetIntervalP(SPI_getbinval(row, desc, 5, &isnull));
+
+		if (!PG_ARGISNULL(1) && !text_equal(owner, PG_GETARG_TEXT_PP(1)))
+			invalid_session_id();
+
+		if (SessmgrSessionIsLive(now, ended, expires_at, last_active_at, idle))
+		{
+			SessmgrPreparePlan(&revoke_plan,
+							   "UPDATE sessmgr.sessions"
+							   "   SET revoked_at = $2, revoke_reason = $3"
+							   " WHERE id OPERATOR(pg_catalog.=) $1",
+							   3, revoke_types);
+			SessmgrExecPlan(revoke_plan, values, NULL, SPI_OK_UPDATE);
+			revoked = (SPI_processed == 1);
+		}
+	}
+	else
+		invalid_session_id();
+
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+	PG_RETURN_BOOL(revoked);
+}
+
+/*
+ * sessmgr.revoke_all(user_id text, except_session uuid, reason text)
+ *	 RETURNS integer
+ *
+ * End every active session of a user, optionally but one (the caller's
+ * own).  Takes the user's issuance lock first, so that a session issued
+ * concurrently is either ended here or issued after this call, never
+ * missed half-way.  Returns how many sessions it ended.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_revoke_all);
+Datum
+sessmgr_revoke_all(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr revoke_plan = NULL;
+	Oid			lock_types[1] = {TEXTOID};
+	Oid			revoke_types[4] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	text	   *reason;
+	SessmgrOwnerContext octx;
+	uint64		count;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("user id must not be null")));
+	reason = check_reason(fcinfo, 2);
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[2] = PointerGetDatum(reason);
+	if (PG_ARGISNULL(1))
+	{
+		values[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	else
+		values[3] = PG_GETARG_DATUM(1);
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	SessmgrPreparePlan(&lock_plan,
+					   "SELECT 1 FROM sessmgr.session_owners"
+					   " WHERE user_id OPERATOR(pg_catalog.=) $1"
+					   "   FOR UPDATE",
+					   1, lock_types);
+	SessmgrExecPlan(lock_plan, values, NULL, SPI_OK_SELECT);
+
+	SessmgrPreparePlan(&revoke_plan,
+					   "UPDATE sessmgr.sessions"
+					   "   SET revoked_at = $2, revoke_reason = $3"
+					   " WHERE user_id OPERATOR(pg_catalog.=) $1"
+					   "   AND revoked_at IS NULL"
+					   "   AND expires_at OPERATOR(pg_catalog.>) $2"
+					   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
+					   "       OPERATOR(pg_catalog.>) $2"
+					   "   AND ($4 IS NULL OR id OPERATOR(pg_catalog.<>) $4)",
+					   4, revoke_types);
+	SessmgrExecPlan(revoke_plan, values, nulls, SPI_OK_UPDATE);
+	count = SPI_processed;
+
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+	PG_RETURN_INT32((int32) count);
+}

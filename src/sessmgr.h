@@ -1,0 +1,134 @@
+/*-------------------------------------------------------------------------
+ *
+ * sessmgr.h
+ *	  Declarations shared by the sessmgr source files.
+ *
+ * sessmgr keeps user sessions in the table sessmgr.sessions.  The C code
+ * owns the hot paths (token minting and checking, the per-user cap, the
+ * audit trail) and reaches the extension's tables with the rights of their
+ * owner, the way PostgreSQL's own referential-integrity triggers do, so that
+ * application roles need EXECUTE on the functions and nothing else.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SESSMGR_H
+#define SESSMGR_H
+
+#include "postgres.h"
+
+#include "access/attnum.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/*
+ * Tokens look like "sessmgr_" followed by 64 base64url characters that
+ * encode 48 bytes: the 16-byte session id (the non-secret selector) and a
+ * 32-byte secret.  Only SHA-256(id || secret) is stored.
+ */
+#define SESSMGR_TOKEN_PREFIX		"sessmgr_"
+#define SESSMGR_TOKEN_PREFIX_LEN	8
+#define SESSMGR_ID_LEN				UUID_LEN
+#define SESSMGR_SECRET_LEN			32
+#define SESSMGR_HASH_LEN			32
+#define SESSMGR_TOKEN_RAW_LEN		(SESSMGR_ID_LEN + SESSMGR_SECRET_LEN)
+#define SESSMGR_TOKEN_LEN			(SESSMGR_TOKEN_PREFIX_LEN + 64)
+
+/* limits on what a session row may hold, in bytes; the table checks them too */
+#define SESSMGR_MAX_USER_ID_BYTES		256
+#define SESSMGR_MAX_NAME_BYTES			256
+#define SESSMGR_MAX_USER_AGENT_BYTES	2048
+#define SESSMGR_MAX_METADATA_BYTES		8192
+#define SESSMGR_MAX_REASON_BYTES		64
+
+typedef struct SessmgrToken
+{
+	pg_uuid_t	id;
+	uint8		secret[SESSMGR_SECRET_LEN];
+} SessmgrToken;
+
+/* token.c */
+extern void SessmgrTokenGenerate(SessmgrToken *token);
+extern void SessmgrTokenEncode(const SessmgrToken *token, char *out);
+extern bool SessmgrTokenDecode(const char *text, size_t len, SessmgrToken *token);
+extern void SessmgrTokenHash(const SessmgrToken *token, uint8 *hash);
+extern bool SessmgrConstantTimeEqual(const uint8 *a, const uint8 *b, size_t len);
+extern void SessmgrSha256(const uint8 *data, size_t len, uint8 *out);
+
+/* guc.c */
+typedef enum SessmgrCapPolicy
+{
+	SESSMGR_CAP_EVICT_OLDEST,
+	SESSMGR_CAP_EVICT_IDLE,
+	SESSMGR_CAP_REJECT
+} SessmgrCapPolicy;
+
+extern int	sessmgr_max_sessions;
+extern int	sessmgr_cap_policy;
+extern int	sessmgr_idle_timeout;
+extern int	sessmgr_absolute_timeout;
+extern int	sessmgr_remember_idle_timeout;
+extern int	sessmgr_remember_absolute_timeout;
+extern int	sessmgr_touch_interval;
+
+extern void SessmgrDefineSettings(void);
+extern void SessmgrCheckSettings(void);
+
+/* catalog.c */
+typedef struct SessmgrCatalog
+{
+	Oid			namespace;
+	Oid			sessions;
+	Oid			sessions_pkey;
+	Oid			owner;
+	AttrNumber	att_id;
+	AttrNumber	att_user_id;
+	AttrNumber	att_token_hash;
+	AttrNumber	att_last_active_at;
+	AttrNumber	att_expires_at;
+	AttrNumber	att_idle_timeout;
+	AttrNumber	att_revoked_at;
+	AttrNumber	att_revoke_reason;
+	AttrNumber	att_ip;
+	AttrNumber	att_last_needed;	/* highest of the above */
+} SessmgrCatalog;
+
+typedef struct SessmgrOwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			save_actor;
+} SessmgrOwnerContext;
+
+extern void SessmgrCatalogInit(void);
+extern const SessmgrCatalog *SessmgrGetCatalog(void);
+extern void SessmgrBecomeOwner(SessmgrOwnerContext *ctx);
+extern void SessmgrRestoreUser(SessmgrOwnerContext *ctx);
+extern Oid	SessmgrActor(void);
+extern SPIPlanPtr SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql,
+									 int nargs, Oid *argtypes);
+extern void SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
+							int expected);
+
+/* session state shared by validate.c, revoke.c and triggers.c */
+extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked,
+								 TimestampTz expires_at,
+								 TimestampTz last_active_at,
+								 const Interval *idle_timeout);
+extern int64 SessmgrIntervalUsecs(const Interval *interval);
+extern void SessmgrCheckText(text *value, const char *what, int max_bytes);
+
+/* result.c */
+extern TupleDesc SessmgrResultDesc(int natts, const char *const *names,
+								   const Oid *types);
+extern void SessmgrBeginResult(FunctionCallInfo fcinfo);
+extern void SessmgrReturnRow(FunctionCallInfo fcinfo, TupleDesc desc,
+							 Datum *values, bool *nulls);
+
+/* identity.c */
+extern void SessmgrIdentityInit(void);
+extern void SessmgrSetIdentity(const char *user_id, const pg_uuid_t *session_id);
+extern void SessmgrClearIdentity(void);
+
+#endif							/* SESSMGR_H */

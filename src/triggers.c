@@ -1,0 +1,298 @@
+/*-------------------------------------------------------------------------
+ *
+ * triggers.c
+ *	  The triggers of sessmgr.sessions: the per-user cap, the finality of
+ *	  ended sessions, and the audit trail.
+ *
+ * They are triggers rather than code in issue() and revoke() so that a
+ * direct INSERT or UPDATE by an administrator obeys the same rules.
+ *
+ * The cap cannot be raced.  Before counting a user's sessions, the insert
+ * takes and updates the user's row in sessmgr.session_owners.  Under READ
+ * COMMITTED that row lock queues concurrent issuers for the same user and
+ * the count that follows, run with a fresh snapshot, sees every session
+ * committed before the lock was granted.  Under REPEATABLE READ and
+ * SERIALIZABLE the snapshot may predate the lock; but every issuer updates
+ * the row, so a transaction whose snapshot missed another's session gets a
+ * serialization failure on the row instead of a wrong count.  (A lock alone,
+ * advisory or FOR UPDATE, would not: it does not conflict with an older
+ * snapshot.)
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "sessmgr.h"
+
+static TriggerData *
+check_trigger_call(FunctionCallInfo fcinfo, const char *name)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired as a row trigger", name)));
+	return trigdata;
+}
+
+static Datum
+get_attr(HeapTuple tuple, Relation rel, const char *name, bool *isnull)
+{
+	return heap_getattr(tuple, SPI_fnumber(RelationGetDescr(rel), name),
+						RelationGetDescr(rel), isnull);
+}
+
+/*
+ * sessmgr.sessions_enforce_cap() RETURNS trigger
+ *
+ * BEFORE INSERT: make room for, or refuse, a user's next session according
+ * to sessmgr.max_sessions and sessmgr.cap_policy.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_sessions_enforce_cap);
+Datum
+sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr owner_plan = NULL;
+	static SPIPlanPtr oldest_plan = NULL;
+	static SPIPlanPtr idle_plan = NULL;
+	static SPIPlanPtr evict_plan = NULL;
+	TriggerData *trigdata = check_trigger_call(fcinfo, "sessions_enforce_cap");
+	HeapTuple	tuple = trigdata->tg_trigtuple;
+	Relation	rel = trigdata->tg_relation;
+	Oid			owner_types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Oid			evict_types[2] = {UUIDOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		isnull;
+	SessmgrOwnerContext octx;
+	SPIPlanPtr	list_plan;
+	uint64		active;
+
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "sessions_enforce_cap must be fired BEFORE INSERT");
+
+	/* a row without a user, or already ended, is for the constraints */
+	values[0] = get_attr(tuple, rel, "user_id", &isnull);
+	if (isnull)
+		return PointerGetDatum(tuple);
+	(void) get_attr(tuple, rel, "revoked_at", &isnull);
+	if (!isnull)
+		return PointerGetDatum(tuple);
+	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* serialize with every other issuer for this user; see the file header */
+	SessmgrPreparePlan(&owner_plan,
+					   "INSERT INTO sessmgr.session_owners AS o"
+					   "       (user_id, sessions_issued, last_issued_at)"
+					   " VALUES ($1, 1, $2)"
+					   " ON CONFLICT (user_id) DO UPDATE"
+					   "   SET sessions_issued = o.sessions_issued OPERATOR(pg_catalog.+) 1,"
+					   "       last_issued_at = EXCLUDED.last_issued_at",
+					   2, owner_types);
+	SessmgrExecPlan(owner_plan, values, NULL, SPI_OK_INSERT);
+
+	/* the user's active sessions, the first to go first */
+	if (sessmgr_cap_policy == SESSMGR_CAP_EVICT_IDLE)
+		list_plan = SessmgrPreparePlan(&idle_plan,
+									   "SELECT id FROM sessmgr.sessions"
+									   " WHERE user_id OPERATOR(pg_catalog.=) $1"
+									   "   AND revoked_at IS NULL"
+									   "   AND expires_at OPERATOR(pg_catalog.>) $2"
+									   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
+									   "       OPERATOR(pg_catalog.>) $2"
+									   " ORDER BY last_active_at, created_at, id",
+									   2, owner_types);
+	else
+		list_plan = SessmgrPreparePlan(&oldest_plan,
+									   "SELECT id FROM sessmgr.sessions"
+									   " WHERE user_id OPERATOR(pg_catalog.=) $1"
+									   "   AND revoked_at IS NULL"
+									   "   AND expires_at OPERATOR(pg_catalog.>) $2"
+									   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
+									   "       OPERATOR(pg_catalog.>) $2"
+									   " ORDER BY created_at, id",
+									   2, owner_types);
+	SessmgrExecPlan(list_plan, values, NULL, SPI_OK_SELECT);
+	active = SPI_processed;
+
+	if (active >= (uint64) sessmgr_max_sessions)
+	{
+		uint64		excess = active - sessmgr_max_sessions + 1;
+		SPITupleTable *victims = SPI_tuptable;
+		Datum		evict_values[2];
+
+		if (sessmgr_cap_policy == SESSMGR_CAP_REJECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many active sessions"),
+					 errdetail("The user already has %d active sessions, the most allowed.",
+							   sessmgr_max_sessions),
+					 errhint("End one of the user's sessions, then try again.")));
+
+		SessmgrPreparePlan(&evict_plan,
+						   "UPDATE sessmgr.sessions"
+						   "   SET revoked_at = $2, revoke_reason = 'cap'"
+						   " WHERE id OPERATOR(pg_catalog.=) $1"
+						   "   AND revoked_at IS NULL",
+						   2, evict_types);
+		evict_values[1] = values[1];
+		for (uint64 i = 0; i < excess; i++)
+		{
+			evict_values[0] = SPI_getbinval(victims->vals[i], victims->tupdesc, 1, &isnull);
+			SessmgrExecPlan(evict_plan, evict_values, NULL, SPI_OK_UPDATE);
+		}
+	}
+
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+	return PointerGetDatum(tuple);
+}
+
+/*
+ * sessmgr.sessions_guard_ended() RETURNS trigger
+ *
+ * BEFORE UPDATE: an ended session (revoked, past its absolute lifetime or
+ * idle past its timeout) is never changed again, and no session ever changes
+ * its identity, owner or lifetimes.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_sessions_guard_ended);
+Datum
+sessmgr_sessions_guard_ended(PG_FUNCTION_ARGS)
+{
+	static const char *const fixed[] = {
+		"id", "user_id", "created_at", "expires_at", "idle_timeout", "remember"
+	};
+	TriggerData *trigdata = check_trigger_call(fcinfo, "sessions_guard_ended");
+	Relation	rel = trigdata->tg_relation;
+	TupleDesc	desc = RelationGetDescr(rel);
+	HeapTuple	oldtup = trigdata->tg_trigtuple;
+	HeapTuple	newtup = trigdata->tg_newtuple;
+	bool		revoked_null;
+	bool		isnull;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		elog(ERROR, "sessions_guard_ended must be fired BEFORE UPDATE");
+
+	(void) get_attr(oldtup, rel, "revoked_at", &revoked_null);
+	if (!SessmgrSessionIsLive(now, !revoked_null,
+							  DatumGetTimestampTz(get_attr(oldtup, rel, "expires_at", &isnull)),
+							  DatumGetTimestampTz(get_attr(oldtup, rel, "last_active_at", &isnull)),
+							  DatumGetIntervalP(get_attr(oldtup, rel, "idle_timeout", &isnull))))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot modify an ended session"),
+				 errdetail("Revoked and expired sessions are final.")));
+
+	for (size_t i = 0; i < lengthof(fixed); i++)
+	{
+		int			attnum = SPI_fnumber(desc, fixed[i]);
+		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+		bool		old_null;
+		bool		new_null;
+		Datum		old_value = heap_getattr(oldtup, attnum, desc, &old_null);
+		Datum		new_value = heap_getattr(newtup, attnum, desc, &new_null);
+
+		if (old_null != new_null ||
+			(!old_null && !datumIsEqual(old_value, new_value, att->attbyval, att->attlen)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot change the %s of a session", fixed[i]),
+					 errhint("Revoke the session and issue a new one.")));
+	}
+
+	return PointerGetDatum(newtup);
+}
+
+/*
+ * sessmgr.sessions_audit() RETURNS trigger
+ *
+ * AFTER INSERT, and AFTER UPDATE that ends a session: write the event row in
+ * the same transaction, naming the role that called sessmgr (or ran the
+ * statement).
+ */
+PG_FUNCTION_INFO_V1(sessmgr_sessions_audit);
+Datum
+sessmgr_sessions_audit(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	TriggerData *trigdata = check_trigger_call(fcinfo, "sessions_audit");
+	Relation	rel = trigdata->tg_relation;
+	HeapTuple	tuple;
+	Oid			types[6] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, NAMEOID, INETOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	const char *event;
+	bool		isnull;
+	char	   *actor;
+	NameData	actor_name;
+	SessmgrOwnerContext octx;
+
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		elog(ERROR, "sessions_audit must be fired AFTER INSERT or UPDATE");
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		tuple = trigdata->tg_trigtuple;
+		event = "issue";
+		values[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		Datum		reason;
+
+		tuple = trigdata->tg_newtuple;
+		reason = get_attr(tuple, rel, "revoke_reason", &isnull);
+		if (isnull)
+			return PointerGetDatum(NULL);	/* not an ending */
+		event = strcmp(TextDatumGetCString(reason), "cap") == 0 ? "evict" : "revoke";
+		values[3] = reason;
+	}
+	else
+		elog(ERROR, "sessions_audit must be fired AFTER INSERT or UPDATE");
+
+	actor = GetUserNameFromId(SessmgrActor(), true);
+	namestrcpy(&actor_name, actor ? actor : "?");
+
+	values[0] = CStringGetTextDatum(event);
+	values[1] = get_attr(tuple, rel, "id", &isnull);
+	values[2] = get_attr(tuple, rel, "user_id", &isnull);
+	values[4] = NameGetDatum(&actor_name);
+	values[5] = get_attr(tuple, rel, "ip", &isnull);
+	if (isnull)
+		nulls[5] = 'n';
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SessmgrPreparePlan(&plan,
+					   "INSERT INTO sessmgr.session_events"
+					   " (event, session_id, user_id, reason, actor, ip)"
+					   " VALUES ($1, $2, $3, $4, $5, $6)",
+					   6, types);
+	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# test/demo.sh: `make demo` - install what is missing, build and install sessmgr,
+# then walk through test/demo.sql on a throwaway cluster that is removed afterwards.
+# shellcheck disable=SC2119  # sessmgr_cluster_start takes optional conf lines
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=test/lib.sh
+source test/lib.sh
+
+sessmgr_ensure_packages
+sessmgr_build_install
+sessmgr_cluster_start
+
+sessmgr_log "demo: CREATE EXTENSION sessmgr"
+sessmgr_psql -c 'CREATE EXTENSION sessmgr'
+
+sessmgr_log "demo: running test/demo.sql"
+# demo.sql prints a UTF-8 ellipsis; keep the table columns aligned whatever the locale.
+PGCLIENTENCODING=UTF8 sessmgr_psql -f test/demo.sql
+sessmgr_log "demo: done"

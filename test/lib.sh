@@ -1,0 +1,227 @@
+# shellcheck shell=bash
+# test/lib.sh: shared helpers for the sessmgr shell harness (make demo, make test).
+#
+# Source it from a bash script running with `set -euo pipefail`:
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#   sessmgr_ensure_packages; sessmgr_build_install; sessmgr_cluster_start
+#   sessmgr_psql -c 'SELECT 1'
+# Sourcing it changes no shell options and starts nothing; the first
+# sessmgr_cluster_start installs an EXIT trap (plus INT/TERM -> exit) that stops
+# every cluster it started and removes their temp dirs (KEEP_TMP=1 keeps them
+# when the script exits non-zero).
+
+if [[ -n "${_SESSMGR_LIB_LOADED:-}" ]]; then
+	return 0
+fi
+_SESSMGR_LIB_LOADED=1
+
+# Repository root (the directory holding the Makefile).
+SESSMGR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SESSMGR_ROOT
+
+export PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+export PG_CONFIG="$PG_BIN/pg_config"
+
+# Debian packages the harness needs (server, headers, pg_cron, pgTAP, TAP deps).
+SESSMGR_PACKAGES=(
+	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
+	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc
+)
+
+_SESSMGR_DIRS=()         # temp dirs of the clusters started by this shell
+_SESSMGR_TRAP_SET=""
+
+# Print one progress line.
+sessmgr_log() {
+	printf 'sessmgr: %s\n' "$*"
+}
+
+# Print an error line to stderr.
+sessmgr_err() {
+	printf 'sessmgr: ERROR: %s\n' "$*" >&2
+}
+
+# Run a command as root: directly when we are root, via sudo otherwise.
+sessmgr_as_root() {
+	if [[ $EUID -eq 0 ]]; then
+		"$@"
+	else
+		sudo "$@"
+	fi
+}
+
+# Run a command as the OS user owning the clusters (postgres when root), from a dir it can read.
+sessmgr_as_pg() {
+	local cwd="${SESSMGR_TMP:-/}"
+	if [[ $EUID -eq 0 ]]; then
+		(cd "$cwd" && runuser -u postgres -- "$@")
+	else
+		"$@"
+	fi
+}
+
+# Install the missing packages of SESSMGR_PACKAGES (apt-get update only if something is missing).
+sessmgr_ensure_packages() {
+	local missing=() p status log
+	for p in "${SESSMGR_PACKAGES[@]}"; do
+		status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+		if [[ "$status" != "install ok installed" ]]; then
+			missing+=("$p")
+		fi
+	done
+	if [[ ${#missing[@]} -eq 0 ]]; then
+		sessmgr_log "packages: all ${#SESSMGR_PACKAGES[@]} required packages already installed"
+		return 0
+	fi
+	log="$(mktemp "${TMPDIR:-/tmp}/sessmgr-apt.XXXXXX")"
+	sessmgr_log "packages: apt-get update (log: $log)"
+	if ! sessmgr_as_root env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2>&1; then
+		sessmgr_err "apt-get update failed:"
+		cat "$log" >&2
+		return 1
+	fi
+	sessmgr_log "packages: installing ${missing[*]}"
+	if ! sessmgr_as_root env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+		sessmgr_err "apt-get install failed:"
+		cat "$log" >&2
+		return 1
+	fi
+	rm -f "$log"
+	sessmgr_log "packages: installed ${#missing[@]} package(s)"
+}
+
+# Build the extension and install it into $PG_CONFIG's server (compiler output is shown).
+sessmgr_build_install() {
+	local make_args=(--no-print-directory -C "$SESSMGR_ROOT" PG_CONFIG="$PG_CONFIG")
+	sessmgr_log "build: make PG_CONFIG=$PG_CONFIG"
+	make "${make_args[@]}" -j"$(nproc 2>/dev/null || echo 2)"
+	sessmgr_log "build: make PG_CONFIG=$PG_CONFIG install"
+	sessmgr_as_root make "${make_args[@]}" -s install
+}
+
+# Print a TCP port in 20000-60000 on which nothing listens on 127.0.0.1.
+_sessmgr_free_port() {
+	local i port
+	for ((i = 0; i < 200; i++)); do
+		port=$(( ((RANDOM << 15) | RANDOM) % 40001 + 20000 ))
+		if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			printf '%s\n' "$port"
+			return 0
+		fi
+	done
+	sessmgr_err "no free TCP port found in 20000-60000"
+	return 1
+}
+
+# Start a throwaway cluster; arguments are extra postgresql.conf lines. Exports PGHOST PGPORT PGUSER PGDATABASE SESSMGR_TMP.
+sessmgr_cluster_start() {
+	local dir port attempt
+	dir="$(mktemp -d "${TMPDIR:-/tmp}/sessmgr.XXXXXX")"
+	_SESSMGR_DIRS+=("$dir")
+	if [[ -z "$_SESSMGR_TRAP_SET" ]]; then
+		trap _sessmgr_on_exit EXIT
+		trap 'exit 130' INT
+		trap 'exit 143' TERM
+		_SESSMGR_TRAP_SET=1
+	fi
+	chmod 755 "$dir"
+	if [[ $EUID -eq 0 ]]; then
+		chown postgres:postgres "$dir"
+	fi
+	export SESSMGR_TMP="$dir"
+
+	if ! sessmgr_as_pg "$PG_BIN/initdb" -D "$dir/data" --auth=trust --username=postgres \
+		-E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1; then
+		sessmgr_err "initdb failed:"
+		cat "$dir/initdb.log" >&2
+		return 1
+	fi
+
+	port="$(_sessmgr_free_port)"
+	{
+		echo ""
+		echo "# --- added by test/lib.sh (sessmgr harness) ---"
+		echo "listen_addresses = '127.0.0.1'"
+		echo "port = $port"
+		echo "unix_socket_directories = '$dir'"
+		echo "shared_preload_libraries = 'pg_cron'"
+		echo "cron.database_name = 'postgres'"
+		echo "max_connections = 100"
+		echo "log_min_messages = warning"
+		echo "max_prepared_transactions = 10"
+		if [[ $# -gt 0 ]]; then
+			echo "# --- extra lines from the caller ---"
+			printf '%s\n' "$@"
+		fi
+	} >>"$dir/data/postgresql.conf"
+
+	# Another process may grab the port between the probe and the bind: retry.
+	for ((attempt = 1; ; attempt++)); do
+		if sessmgr_as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -s start \
+			>>"$dir/pg_ctl.log" 2>&1; then
+			break
+		fi
+		if ((attempt < 5)) && grep -q 'could not bind\|could not create any TCP/IP sockets' \
+			"$dir/server.log" 2>/dev/null; then
+			port="$(_sessmgr_free_port)"
+			sed -i "s/^port = [0-9]*\$/port = $port/" "$dir/data/postgresql.conf"
+			continue
+		fi
+		sessmgr_err "cluster failed to start:"
+		cat "$dir/pg_ctl.log" >&2
+		tail -n 30 "$dir/server.log" >&2 2>/dev/null || true
+		return 1
+	done
+
+	export PGHOST="$dir" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
+	sessmgr_log "cluster: started on 127.0.0.1:$port (socket dir and data in $dir)"
+}
+
+# Stop one cluster (default: $SESSMGR_TMP) and remove its temp dir; $2 is the exit status deciding KEEP_TMP.
+sessmgr_cluster_stop() {
+	local dir="${1:-${SESSMGR_TMP:-}}" rc="${2:-0}" d rest=()
+	[[ -n "$dir" ]] || return 0
+	local keep=0
+	if [[ "$rc" -ne 0 && "${KEEP_TMP:-0}" == 1 ]]; then
+		keep=1
+		if [[ -f "$dir/server.log" ]]; then
+			echo "--- tail of $dir/server.log ---" >&2
+			tail -n 40 "$dir/server.log" >&2
+		fi
+	fi
+	if [[ -f "$dir/data/postmaster.pid" ]]; then
+		SESSMGR_TMP="$dir" sessmgr_as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -s stop \
+			>/dev/null 2>&1 || sessmgr_err "could not stop the cluster in $dir"
+	fi
+	if [[ $keep -eq 1 ]]; then
+		sessmgr_log "cluster: stopped, kept $dir (KEEP_TMP=1)" >&2
+	else
+		rm -rf "$dir"
+		if [[ "$rc" -ne 0 && -n "$dir" ]]; then
+			sessmgr_log "cluster: removed $dir; rerun with KEEP_TMP=1 to keep it and see the server log" >&2
+		fi
+	fi
+	for d in ${_SESSMGR_DIRS[@]+"${_SESSMGR_DIRS[@]}"}; do
+		[[ "$d" == "$dir" ]] || rest+=("$d")
+	done
+	_SESSMGR_DIRS=(${rest[@]+"${rest[@]}"})
+	if [[ "${SESSMGR_TMP:-}" == "$dir" ]]; then
+		unset SESSMGR_TMP
+	fi
+}
+
+# EXIT trap: stop every cluster this shell started, keep the exit status.
+_sessmgr_on_exit() {
+	local rc=$? d
+	set +e
+	for d in ${_SESSMGR_DIRS[@]+"${_SESSMGR_DIRS[@]}"}; do
+		sessmgr_cluster_stop "$d" "$rc"
+	done
+	exit "$rc"
+}
+
+# psql with no psqlrc, stop on the first error, quiet.
+sessmgr_psql() {
+	"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"
+}
