@@ -47,9 +47,13 @@ static void
 identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB && identity_set &&
-		identity_level >= GetCurrentTransactionNestLevel())
+	if (!identity_set || identity_level < GetCurrentTransactionNestLevel())
+		return;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
 		SessmgrClearIdentity();
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		identity_level = GetCurrentTransactionNestLevel() - 1;	/* now the parent's */
 }
 
 /* Register the callbacks; called once from _PG_init. */

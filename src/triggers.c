@@ -216,7 +216,7 @@ sessmgr_sessions_guard_ended(PG_FUNCTION_ARGS)
 			(!old_null && !datumIsEqual(old_value, new_value, att->attbyval, att->attlen)))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot change the %s of a session", fixed[i]),
+					 errmsg("cannot change column \"%s\" of a session", fixed[i]),
 					 errhint("Revoke the session and issue a new one.")));
 	}
 
