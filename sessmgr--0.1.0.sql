@@ -86,14 +86,16 @@ CREATE INDEX sessions_user_active_idx ON sessmgr.sessions (user_id, created_at)
     WHERE revoked_at IS NULL;
 
 /*
- * One row per user that was ever issued a session.  Issuance and revoke_all
- * lock and update the user's row; that is what makes the cap race-free at
- * every isolation level (see src/triggers.c).
+ * One row per user that was ever issued a session.  Every change to a user's
+ * sessions first locks the user's row here, and issuance and revocation
+ * update it; that makes the cap race-free at every isolation level and gives
+ * all writers one lock order (see src/triggers.c).
  */
 CREATE TABLE sessmgr.session_owners (
     user_id         text        NOT NULL,
     sessions_issued bigint      NOT NULL DEFAULT 0,
     last_issued_at  timestamptz,
+    last_revoked_at timestamptz,
     CONSTRAINT session_owners_pkey PRIMARY KEY (user_id)
 );
 

@@ -218,6 +218,41 @@ SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 	return *cache;
 }
 
+/*
+ * Lock a user's row in sessmgr.session_owners: the first lock any change to
+ * the user's sessions takes (see the lock order in triggers.c).  values are
+ * the user id and the current time.  A revocation updates the row, so that an
+ * issuer whose snapshot predates it fails instead of counting a revoked
+ * session; an activity touch only share-locks it.  Call inside SPI, as the
+ * owner.
+ */
+void
+SessmgrLockOwner(Datum *values, bool revocation)
+{
+	static SPIPlanPtr revoke_plan = NULL;
+	static SPIPlanPtr touch_plan = NULL;
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+
+	if (revocation)
+	{
+		SessmgrPreparePlan(&revoke_plan,
+						   "UPDATE sessmgr.session_owners"
+						   "   SET last_revoked_at = $2"
+						   " WHERE user_id OPERATOR(pg_catalog.=) $1",
+						   2, types);
+		SessmgrExecPlan(revoke_plan, values, NULL, SPI_OK_UPDATE);
+	}
+	else
+	{
+		SessmgrPreparePlan(&touch_plan,
+						   "SELECT 1 FROM sessmgr.session_owners"
+						   " WHERE user_id OPERATOR(pg_catalog.=) $1"
+						   "   FOR SHARE",
+						   1, types);
+		SessmgrExecPlan(touch_plan, values, NULL, SPI_OK_SELECT);
+	}
+}
+
 /* Run a prepared statement; elog on an SPI failure, which cannot happen. */
 void
 SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)

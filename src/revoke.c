@@ -63,11 +63,12 @@ PG_FUNCTION_INFO_V1(sessmgr_revoke);
 Datum
 sessmgr_revoke(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr read_plan = NULL;
 	static SPIPlanPtr revoke_plan = NULL;
-	Oid			lock_types[1] = {UUIDOID};
+	Oid			read_types[1] = {UUIDOID};
 	Oid			revoke_types[3] = {UUIDOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[3];
+	Datum		owner_values[2];
 	text	   *reason;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	SessmgrOwnerContext octx;
@@ -85,42 +86,53 @@ sessmgr_revoke(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	SessmgrPreparePlan(&lock_plan,
+	/* whose session is it, and is it still live? */
+	SessmgrPreparePlan(&read_plan,
 					   "SELECT user_id, revoked_at IS NOT NULL, expires_at,"
 					   "       last_active_at, idle_timeout"
 					   "  FROM sessmgr.sessions"
-					   " WHERE id OPERATOR(pg_catalog.=) $1"
-					   "   FOR UPDATE",
-					   1, lock_types);
-	SessmgrExecPlan(lock_plan, values, NULL, SPI_OK_SELECT);
-
-	if (SPI_processed == 1)
+					   " WHERE id OPERATOR(pg_catalog.=) $1",
+					   1, read_types);
+	SessmgrExecPlan(read_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		invalid_session_id();
+	else
 	{
 		HeapTuple	row = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		text	   *owner = DatumGetTextPP(SPI_getbinval(row, desc, 1, &isnull));
+		Datum		owner = SPI_getbinval(row, desc, 1, &isnull);
 		bool		ended = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
 		TimestampTz expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
 		TimestampTz last_active_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
 		Interval   *idle = DatumGetIntervalP(SPI_getbinval(row, desc, 5, &isnull));
 
-		if (!PG_ARGISNULL(1) && !text_equal(owner, PG_GETARG_TEXT_PP(1)))
+		if (!PG_ARGISNULL(1) &&
+			!text_equal(DatumGetTextPP(owner), PG_GETARG_TEXT_PP(1)))
 			invalid_session_id();
 
+		/* an ended session stays ended: nothing to lock */
 		if (SessmgrSessionIsLive(now, ended, expires_at, last_active_at, idle))
 		{
+			/* the user's row first (see the lock order in triggers.c) */
+			owner_values[0] = owner;
+			owner_values[1] = values[1];
+			SessmgrLockOwner(owner_values, true);
+
+			/* then the session, unless it ended while we waited */
 			SessmgrPreparePlan(&revoke_plan,
 							   "UPDATE sessmgr.sessions"
 							   "   SET revoked_at = $2, revoke_reason = $3"
-							   " WHERE id OPERATOR(pg_catalog.=) $1",
+							   " WHERE id OPERATOR(pg_catalog.=) $1"
+							   "   AND revoked_at IS NULL"
+							   "   AND expires_at OPERATOR(pg_catalog.>) $2"
+							   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
+							   "       OPERATOR(pg_catalog.>) $2",
 							   3, revoke_types);
 			SessmgrExecPlan(revoke_plan, values, NULL, SPI_OK_UPDATE);
 			revoked = (SPI_processed == 1);
 		}
 	}
-	else
-		invalid_session_id();
 
 	SPI_finish();
 	SessmgrRestoreUser(&octx);
@@ -132,17 +144,15 @@ sessmgr_revoke(PG_FUNCTION_ARGS)
  *	 RETURNS integer
  *
  * End every active session of a user, optionally but one (the caller's
- * own).  Takes the user's issuance lock first, so that a session issued
- * concurrently is either ended here or issued after this call, never
- * missed half-way.  Returns how many sessions it ended.
+ * own).  Takes the user's lock first, so that a session issued concurrently
+ * is either ended here or issued after this call, never missed half-way.
+ * Returns how many sessions it ended.
  */
 PG_FUNCTION_INFO_V1(sessmgr_revoke_all);
 Datum
 sessmgr_revoke_all(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr revoke_plan = NULL;
-	Oid			lock_types[1] = {TEXTOID};
 	Oid			revoke_types[4] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -171,12 +181,7 @@ sessmgr_revoke_all(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	SessmgrPreparePlan(&lock_plan,
-					   "SELECT 1 FROM sessmgr.session_owners"
-					   " WHERE user_id OPERATOR(pg_catalog.=) $1"
-					   "   FOR UPDATE",
-					   1, lock_types);
-	SessmgrExecPlan(lock_plan, values, NULL, SPI_OK_SELECT);
+	SessmgrLockOwner(values, true);
 
 	SessmgrPreparePlan(&revoke_plan,
 					   "UPDATE sessmgr.sessions"

@@ -108,6 +108,7 @@ extern void SessmgrRestoreUser(SessmgrOwnerContext *ctx);
 extern Oid	SessmgrActor(void);
 extern SPIPlanPtr SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql,
 									 int nargs, Oid *argtypes);
+extern void SessmgrLockOwner(Datum *values, bool revocation);
 extern void SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
 							int expected);
 

@@ -16,7 +16,14 @@
  * the row, so a transaction whose snapshot missed another's session gets a
  * serialization failure on the row instead of a wrong count.  (A lock alone,
  * advisory or FOR UPDATE, would not: it does not conflict with an older
- * snapshot.)
+ * snapshot.)  Revocations update the row too, so an issuer whose snapshot
+ * missed a revocation fails the same way rather than over-counting.
+ *
+ * Lock order: every statement that changes a session row (issue, the cap's
+ * evictions, revoke, revoke_all, the activity touch of validation) first
+ * locks the user's session_owners row, then session rows.  One order means
+ * no deadlock between, say, a login evicting a session and a logout of the
+ * same session.
  *
  *-------------------------------------------------------------------------
  */

@@ -43,7 +43,7 @@ typedef struct ValidSession
 	TimestampTz expires_at;
 } ValidSession;
 
-static bool touch_session(const pg_uuid_t *id, TimestampTz now);
+static bool touch_session(const ValidSession *session, TimestampTz now);
 
 /*
  * Record activity on a session.  Returns false if the session turned out to
@@ -51,20 +51,24 @@ static bool touch_session(const pg_uuid_t *id, TimestampTz now);
  * row lock), in which case the token is not valid.
  */
 static bool
-touch_session_now(const pg_uuid_t *id, TimestampTz now)
+touch_session_now(const ValidSession *session, TimestampTz now)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
 	Datum		values[2];
+	Datum		owner_values[2];
 	SessmgrOwnerContext octx;
 	bool		touched;
 
-	values[0] = UUIDPGetDatum(id);
+	values[0] = UUIDPGetDatum(&session->id);
 	values[1] = TimestampTzGetDatum(now);
+	owner_values[0] = CStringGetTextDatum(session->user_id);
+	owner_values[1] = values[1];
 
 	SessmgrBecomeOwner(&octx);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	SessmgrLockOwner(owner_values, false);
 	SessmgrPreparePlan(&plan,
 					   "UPDATE sessmgr.sessions"
 					   "   SET last_active_at = GREATEST(last_active_at, $2)"
@@ -88,21 +92,21 @@ touch_session_now(const pg_uuid_t *id, TimestampTz now)
  * answer from our snapshot, as every other read in the transaction does.
  */
 static bool
-touch_session(const pg_uuid_t *id, TimestampTz now)
+touch_session(const ValidSession *session, TimestampTz now)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	bool		touched = true;
 
 	if (!IsolationUsesXactSnapshot())
-		return touch_session_now(id, now);
+		return touch_session_now(session, now);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 
 	PG_TRY();
 	{
-		touched = touch_session_now(id, now);
+		touched = touch_session_now(session, now);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -221,7 +225,7 @@ check_token(Datum token_datum, ValidSession *result)
 	if (valid &&
 		now - last_active_at >= (int64) sessmgr_touch_interval * USECS_PER_SEC &&
 		!RecoveryInProgress() && !XactReadOnly)
-		valid = touch_session(&result->id, now);
+		valid = touch_session(result, now);
 
 	return valid;
 }

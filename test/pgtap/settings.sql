@@ -1,7 +1,7 @@
 -- test/pgtap/settings.sql: the sessmgr.* settings, their defaults and checks,
 -- and the lifetimes issue() really gives sessions.
 BEGIN;
-SELECT plan(53);
+SELECT plan(48);
 
 -- The settings exist only once the library is loaded in this backend.
 LOAD 'sessmgr';
