@@ -274,6 +274,10 @@ $$;
 COMMENT ON FUNCTION sessmgr.list_sessions(text, uuid) IS
     'A user''s active sessions, most recently active first, the current one marked.';
 
+/* ---- cleanup, retention, change notifications, health ---- */
+
+/* ---- access tokens, refresh rotation, PostgREST exposure ---- */
+
 /* Nothing is for PUBLIC: the DBA grants the API to application roles. */
 REVOKE ALL ON ALL TABLES IN SCHEMA sessmgr FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA sessmgr FROM PUBLIC;

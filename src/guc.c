@@ -27,6 +27,8 @@ int			sessmgr_absolute_timeout = SECS_PER_DAY_INT;
 int			sessmgr_remember_idle_timeout = 7 * SECS_PER_DAY_INT;
 int			sessmgr_remember_absolute_timeout = 30 * SECS_PER_DAY_INT;
 int			sessmgr_touch_interval = 60;
+int			sessmgr_retention = 7 * SECS_PER_DAY_INT;
+int			sessmgr_event_retention = 90 * SECS_PER_DAY_INT;
 
 static const struct config_enum_entry cap_policy_options[] = {
 	{"evict_oldest", SESSMGR_CAP_EVICT_OLDEST, false},
@@ -141,6 +143,23 @@ SessmgrDefineSettings(void)
 							"writes nothing.",
 							&sessmgr_touch_interval,
 							60, 0, SECS_PER_DAY_INT,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.retention",
+							"How long ended sessions are kept before cleanup removes them.",
+							"Ended sessions are kept for audit and for refresh-token reuse "
+							"detection.",
+							&sessmgr_retention,
+							7 * SECS_PER_DAY_INT, 0, 10 * MAX_LIFETIME_SECS,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.event_retention",
+							"How long audit events are kept before cleanup removes them.",
+							NULL,
+							&sessmgr_event_retention,
+							90 * SECS_PER_DAY_INT, 0, 10 * MAX_LIFETIME_SECS,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

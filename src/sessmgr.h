@@ -71,6 +71,8 @@ extern int	sessmgr_absolute_timeout;
 extern int	sessmgr_remember_idle_timeout;
 extern int	sessmgr_remember_absolute_timeout;
 extern int	sessmgr_touch_interval;
+extern int	sessmgr_retention;
+extern int	sessmgr_event_retention;
 
 extern void SessmgrDefineSettings(void);
 extern void SessmgrCheckSettings(void);
