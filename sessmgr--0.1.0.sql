@@ -33,20 +33,30 @@ $guard$;
  * One row per session.  Fixed-width columns come first so that the
  * validation hot path deforms them at cached offsets.  token_hash is
  * SHA-256(session id || secret); the secret itself is never stored.
+ * Refreshing rotates the token: token_gen is a random tag of the current
+ * token that access tokens carry, and the previous token's hash and tag are
+ * kept for the grace window and for the access tokens minted before the
+ * rotation.
  * Timeouts are fixed at issuance; idle_timeout is an exact duration (no
  * calendar days or months), so time zones and DST never change it.
  */
 CREATE TABLE sessmgr.sessions (
+    -- read by every validation: fixed-width first, then the two it compares
     id              uuid        NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_active_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     expires_at      timestamptz NOT NULL,
     idle_timeout    interval    NOT NULL,
-    revoked_at      timestamptz,
+    token_gen       bigint      NOT NULL DEFAULT 0,
     remember        boolean     NOT NULL DEFAULT false,
     token_hash      bytea       NOT NULL,
     user_id         text        NOT NULL,
+    revoked_at      timestamptz,
+    prev_token_gen  bigint,
+    -- the rest
     revoke_reason   text,
+    rotated_at      timestamptz,
+    prev_token_hash bytea,
     device_name     text,
     user_agent      text,
     ip              inet,

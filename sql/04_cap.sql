@@ -1,6 +1,8 @@
 --
 -- The per-user cap: sessmgr.max_sessions and sessmgr.cap_policy
 --
+-- errors raised inside the cap trigger would show the internal INSERT as context
+\set SHOW_CONTEXT never
 SET sessmgr.max_sessions = 3;
 
 -- evict_oldest (the default): the oldest-created session goes, reason 'cap'

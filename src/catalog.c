@@ -143,12 +143,13 @@ SessmgrGetCatalog(void)
 	c.att_expires_at = required_attnum(relid, "expires_at", TIMESTAMPTZOID);
 	c.att_idle_timeout = required_attnum(relid, "idle_timeout", INTERVALOID);
 	c.att_revoked_at = required_attnum(relid, "revoked_at", TIMESTAMPTZOID);
-	c.att_revoke_reason = required_attnum(relid, "revoke_reason", TEXTOID);
-	c.att_ip = required_attnum(relid, "ip", INETOID);
+	c.att_token_gen = required_attnum(relid, "token_gen", INT8OID);
+	c.att_prev_token_gen = required_attnum(relid, "prev_token_gen", INT8OID);
 	c.att_last_needed = Max(Max(Max(c.att_id, c.att_user_id),
 								Max(c.att_token_hash, c.att_last_active_at)),
 							Max(Max(c.att_expires_at, c.att_idle_timeout),
-								Max(c.att_revoked_at, c.att_revoke_reason)));
+								Max(c.att_revoked_at, c.att_token_gen)));
+	c.att_last_needed = Max(c.att_last_needed, c.att_prev_token_gen);
 
 	catalog = c;
 	catalog_valid = true;

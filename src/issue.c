@@ -21,7 +21,7 @@
 
 #include "sessmgr.h"
 
-#define ISSUE_NARGS 12
+#define ISSUE_NARGS 13
 
 /*
  * sessmgr.issue(user_id text, device_name text, user_agent text, ip inet,
@@ -38,7 +38,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[ISSUE_NARGS] = {
 		UUIDOID, BYTEAOID, TIMESTAMPTZOID, INTERVALOID, TIMESTAMPTZOID,
-		BOOLOID, TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, JSONBOID
+		BOOLOID, TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, JSONBOID, INT8OID
 	};
 	Datum		values[ISSUE_NARGS];
 	char		nulls[ISSUE_NARGS];
@@ -52,6 +52,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	Interval   *idle;
 	TimestampTz now;
 	TimestampTz expires_at;
+	int64		token_gen;
 	SessmgrOwnerContext octx;
 	Datum		result[3];
 	bool		result_nulls[3] = {false, false, false};
@@ -96,6 +97,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	SessmgrTokenHash(&token, hash);
 	SessmgrTokenEncode(&token, token_text);
 	explicit_bzero(&token.secret, sizeof(token.secret));
+	token_gen = SessmgrRandomGen();
 
 	/*
 	 * The wall clock rather than the transaction start, so that sessions
@@ -130,6 +132,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	}
 	values[11] = PG_ARGISNULL(6) ?
 		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(6);
+	values[12] = Int64GetDatum(token_gen);
 
 	SessmgrBecomeOwner(&octx);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -138,8 +141,8 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 					   "INSERT INTO sessmgr.sessions"
 					   " (id, token_hash, created_at, last_active_at, idle_timeout,"
 					   "  expires_at, remember, user_id, device_name, user_agent, ip,"
-					   "  location, metadata)"
-					   " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+					   "  location, metadata, token_gen)"
+					   " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
 					   ISSUE_NARGS, argtypes);
 	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
 	SPI_finish();

@@ -50,6 +50,8 @@ typedef struct SessmgrToken
 
 /* token.c */
 extern void SessmgrTokenGenerate(SessmgrToken *token);
+extern void SessmgrTokenNewSecret(SessmgrToken *token);
+extern int64 SessmgrRandomGen(void);
 extern void SessmgrTokenEncode(const SessmgrToken *token, char *out);
 extern bool SessmgrTokenDecode(const char *text, size_t len, SessmgrToken *token);
 extern void SessmgrTokenHash(const SessmgrToken *token, uint8 *hash);
@@ -91,8 +93,8 @@ typedef struct SessmgrCatalog
 	AttrNumber	att_expires_at;
 	AttrNumber	att_idle_timeout;
 	AttrNumber	att_revoked_at;
-	AttrNumber	att_revoke_reason;
-	AttrNumber	att_ip;
+	AttrNumber	att_token_gen;
+	AttrNumber	att_prev_token_gen;
 	AttrNumber	att_last_needed;	/* highest of the above */
 } SessmgrCatalog;
 
@@ -113,6 +115,26 @@ extern SPIPlanPtr SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql,
 extern void SessmgrLockOwner(Datum *values, bool revocation);
 extern void SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
 							int expected);
+
+/* session.c */
+typedef struct SessmgrSessionRow
+{
+	pg_uuid_t	id;
+	char		user_id[SESSMGR_MAX_USER_ID_BYTES + 1];
+	bool		has_hash;
+	uint8		token_hash[SESSMGR_HASH_LEN];
+	bool		revoked;
+	TimestampTz expires_at;
+	TimestampTz last_active_at;
+	int64		idle_usecs;
+	int64		token_gen;
+	bool		has_prev_gen;
+	int64		prev_token_gen;
+} SessmgrSessionRow;
+
+extern bool SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row);
+extern bool SessmgrSessionRowIsLive(const SessmgrSessionRow *row, TimestampTz now);
+extern bool SessmgrTouchIfDue(const SessmgrSessionRow *row, TimestampTz now);
 
 /* session state shared by validate.c, revoke.c and triggers.c */
 extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked,

@@ -64,6 +64,34 @@ SessmgrTokenGenerate(SessmgrToken *token)
 	token->id.data[8] = (token->id.data[8] & 0x3f) | 0x80;
 }
 
+/* A fresh secret for an existing session id: the rotation of a refresh. */
+void
+SessmgrTokenNewSecret(SessmgrToken *token)
+{
+	if (!pg_strong_random(token->secret, SESSMGR_SECRET_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random session token"),
+				 errdetail("The strong random number source failed.")));
+}
+
+/*
+ * A random tag for a token generation, carried by the access tokens minted
+ * with it.  A tag minted in a transaction that rolled back is never stored,
+ * so access tokens carrying it never verify.
+ */
+int64
+SessmgrRandomGen(void)
+{
+	int64		gen;
+
+	if (!pg_strong_random(&gen, sizeof(gen)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random token generation")));
+	return gen;
+}
+
 /*
  * Write the text form of a token into out, which must have room for
  * SESSMGR_TOKEN_LEN + 1 bytes.

@@ -1,0 +1,209 @@
+/*-------------------------------------------------------------------------
+ *
+ * session.c
+ *	  Reading a session row on the hot path, judging it, and recording
+ *	  activity on it.
+ *
+ * Token validation and access-token verification both come down to one
+ * primary-key probe of sessmgr.sessions.  The probe goes directly through
+ * the index AM (no SPI, no planner) with the statement's snapshot, and
+ * copies out the few columns the checks need.
+ *
+ * Recording activity is the only write, made at most once per
+ * sessmgr.touch_interval, and never in a read-only transaction or on a hot
+ * standby.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+
+#include "sessmgr.h"
+
+/*
+ * Fetch the session with the given id.  Returns false if there is none
+ * visible to the statement's snapshot.
+ */
+bool
+SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row)
+{
+	const SessmgrCatalog *cat = SessmgrGetCatalog();
+	Snapshot	snapshot;
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData skey;
+	bool		found;
+
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+
+	rel = table_open(cat->sessions, AccessShareLock);
+	idx = index_open(cat->sessions_pkey, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
+	scan = index_beginscan(rel, idx, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+		Datum		d;
+
+		slot_getsomeattrs(slot, cat->att_last_needed);
+
+		row->id = *id;
+
+		d = slot_getattr(slot, cat->att_token_hash, &isnull);
+		row->has_hash = false;
+		if (!isnull)
+		{
+			bytea	   *hash = DatumGetByteaPP(d);
+
+			if (VARSIZE_ANY_EXHDR(hash) == SESSMGR_HASH_LEN)
+			{
+				memcpy(row->token_hash, VARDATA_ANY(hash), SESSMGR_HASH_LEN);
+				row->has_hash = true;
+			}
+		}
+
+		d = slot_getattr(slot, cat->att_user_id, &isnull);
+		text_to_cstring_buffer(DatumGetTextPP(d), row->user_id, sizeof(row->user_id));
+
+		(void) slot_getattr(slot, cat->att_revoked_at, &isnull);
+		row->revoked = !isnull;
+		row->expires_at = DatumGetTimestampTz(slot_getattr(slot, cat->att_expires_at, &isnull));
+		row->last_active_at = DatumGetTimestampTz(slot_getattr(slot, cat->att_last_active_at, &isnull));
+		row->idle_usecs = SessmgrIntervalUsecs(DatumGetIntervalP(slot_getattr(slot, cat->att_idle_timeout, &isnull)));
+		row->token_gen = DatumGetInt64(slot_getattr(slot, cat->att_token_gen, &isnull));
+		d = slot_getattr(slot, cat->att_prev_token_gen, &isnull);
+		row->has_prev_gen = !isnull;
+		row->prev_token_gen = isnull ? 0 : DatumGetInt64(d);
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+
+	return found;
+}
+
+/* Whether a fetched session is active at time now. */
+bool
+SessmgrSessionRowIsLive(const SessmgrSessionRow *row, TimestampTz now)
+{
+	return !row->revoked && now < row->expires_at &&
+		now < row->last_active_at + row->idle_usecs;
+}
+
+/*
+ * Record activity: one UPDATE of last_active_at, after share-locking the
+ * user's row (the lock order of triggers.c).  Returns false if the session
+ * turned out to have ended meanwhile (a revocation that committed while we
+ * waited for a lock), in which case the caller must treat it as invalid.
+ */
+static bool
+touch_now(const SessmgrSessionRow *row, TimestampTz now)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	Datum		owner_values[2];
+	SessmgrOwnerContext octx;
+	bool		touched;
+
+	values[0] = UUIDPGetDatum(&row->id);
+	values[1] = TimestampTzGetDatum(now);
+	owner_values[0] = CStringGetTextDatum(row->user_id);
+	owner_values[1] = values[1];
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SessmgrLockOwner(owner_values, false);
+	SessmgrPreparePlan(&plan,
+					   "UPDATE sessmgr.sessions"
+					   "   SET last_active_at = GREATEST(last_active_at, $2)"
+					   " WHERE id OPERATOR(pg_catalog.=) $1"
+					   "   AND revoked_at IS NULL",
+					   2, argtypes);
+	SessmgrExecPlan(plan, values, NULL, SPI_OK_UPDATE);
+	touched = (SPI_processed == 1);
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+
+	return touched;
+}
+
+/*
+ * Slide a live session's activity window if the last recorded activity is
+ * older than sessmgr.touch_interval.  Returns whether the session is still
+ * valid.
+ *
+ * Under READ COMMITTED the update simply waits for and rechecks a concurrent
+ * writer.  Under REPEATABLE READ and SERIALIZABLE a row changed since our
+ * snapshot raises a serialization failure; the update runs in a
+ * subtransaction, which we drop in that case, answering from our snapshot
+ * as every other read in the transaction does.
+ */
+bool
+SessmgrTouchIfDue(const SessmgrSessionRow *row, TimestampTz now)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		touched = true;
+
+	if (now - row->last_active_at < (int64) sessmgr_touch_interval * USECS_PER_SEC ||
+		RecoveryInProgress() || XactReadOnly)
+		return true;
+
+	if (!IsolationUsesXactSnapshot())
+		return touch_now(row, now);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		touched = touch_now(row, now);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		touched = true;
+	}
+	PG_END_TRY();
+
+	return touched;
+}
