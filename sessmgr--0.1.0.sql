@@ -115,7 +115,7 @@ COMMENT ON TABLE sessmgr.session_owners IS
 /* The audit trail: one row per issuance, revocation and cap eviction. */
 CREATE TABLE sessmgr.session_events (
     id          bigint      GENERATED ALWAYS AS IDENTITY,
-    occurred_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    occurred_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     event       text        NOT NULL,
     session_id  uuid        NOT NULL,
     user_id     text        NOT NULL,

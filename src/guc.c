@@ -29,6 +29,12 @@ int			sessmgr_remember_absolute_timeout = 30 * SECS_PER_DAY_INT;
 int			sessmgr_touch_interval = 60;
 int			sessmgr_retention = 7 * SECS_PER_DAY_INT;
 int			sessmgr_event_retention = 90 * SECS_PER_DAY_INT;
+char	   *sessmgr_jwt_role = NULL;
+char	   *sessmgr_jwt_audience = NULL;
+char	   *sessmgr_jwt_issuer = NULL;
+int			sessmgr_access_token_ttl = 900;
+int			sessmgr_refresh_grace = 10;
+bool		sessmgr_trust_forwarded_for = false;
 
 static const struct config_enum_entry cap_policy_options[] = {
 	{"evict_oldest", SESSMGR_CAP_EVICT_OLDEST, false},
@@ -40,14 +46,15 @@ static const struct config_enum_entry cap_policy_options[] = {
 /*
  * When a superuser SETs an idle timeout in a session, refuse one longer than
  * the absolute lifetime of the same kind of session.  Values from files and
- * ALTER ... SET are applied one at a time in no useful order, so for those
- * the pair is checked when a session is issued (SessmgrCheckSettings).
+ * ALTER SYSTEM/DATABASE/ROLE ... SET (checked with PGC_S_TEST) are applied
+ * one at a time in no useful order, so for those the pair is checked when a
+ * session is issued (SessmgrCheckSettings).
  */
 static bool
 check_pair(int idle, int absolute, GucSource source,
 		   const char *idle_name, const char *absolute_name)
 {
-	if (source < PGC_S_INTERACTIVE || idle <= absolute)
+	if (source != PGC_S_SESSION || idle <= absolute)
 		return true;
 
 	GUC_check_errdetail("%s must not be longer than %s.", idle_name, absolute_name);
@@ -82,6 +89,30 @@ check_remember_absolute_timeout(int *newval, void **extra, GucSource source)
 	return check_pair(sessmgr_remember_idle_timeout, *newval, source,
 					  "sessmgr.remember_idle_timeout",
 					  "sessmgr.remember_absolute_timeout");
+}
+
+/* A role name for the role claim: not empty, fits in a name. */
+static bool
+check_jwt_role(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' || strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("sessmgr.jwt_role must be a role name.");
+		return false;
+	}
+	return true;
+}
+
+/* An audience or issuer: empty (not checked) or a short string. */
+static bool
+check_claim_value(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) > 256)
+	{
+		GUC_check_errdetail("The value is limited to 256 bytes.");
+		return false;
+	}
+	return true;
 }
 
 /* Define the settings; called once from _PG_init. */
@@ -163,31 +194,78 @@ SessmgrDefineSettings(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("sessmgr.jwt_role",
+							   "The role claim of access tokens: the database role PostgREST switches to.",
+							   NULL,
+							   &sessmgr_jwt_role,
+							   "authenticated",
+							   PGC_SUSET, 0,
+							   check_jwt_role, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.access_token_ttl",
+							"Lifetime of access tokens.",
+							"An access token never outlives its session's absolute lifetime.",
+							&sessmgr_access_token_ttl,
+							900, 1, SECS_PER_DAY_INT,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("sessmgr.jwt_audience",
+							   "The aud claim of access tokens; when set, verification requires it.",
+							   NULL,
+							   &sessmgr_jwt_audience,
+							   "",
+							   PGC_SUSET, 0,
+							   check_claim_value, NULL, NULL);
+
+	DefineCustomStringVariable("sessmgr.jwt_issuer",
+							   "The iss claim of access tokens; when set, verification requires it.",
+							   NULL,
+							   &sessmgr_jwt_issuer,
+							   "",
+							   PGC_SUSET, 0,
+							   check_claim_value, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.refresh_grace",
+							"How long the immediately previous session token can still be refreshed.",
+							"Lets two tabs that refresh at the same time both succeed.",
+							&sessmgr_refresh_grace,
+							10, 0, 300,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("sessmgr.trust_forwarded_for",
+							 "Take the client address of PostgREST requests from X-Forwarded-For.",
+							 "Turn on only behind a proxy that sets the header; clients can forge it.",
+							 &sessmgr_trust_forwarded_for,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("sessmgr");
 }
 
 /*
- * Refuse to issue a session under contradictory settings: an idle timeout
- * longer than the absolute lifetime, or a touch interval so long that an
- * active session would idle out between two recorded activities.
+ * Refuse to issue a session under contradictory settings for its kind
+ * (remembered or not): an idle timeout longer than the absolute lifetime, or
+ * a touch interval so long that an active session would idle out between two
+ * recorded activities.
  */
 void
-SessmgrCheckSettings(void)
+SessmgrCheckSettings(bool remember)
 {
-	if (sessmgr_idle_timeout > sessmgr_absolute_timeout)
+	int			idle = remember ? sessmgr_remember_idle_timeout : sessmgr_idle_timeout;
+	int			absolute = remember ? sessmgr_remember_absolute_timeout : sessmgr_absolute_timeout;
+
+	if (idle > absolute)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 remember ?
+				 errmsg("sessmgr.remember_idle_timeout must not be longer than sessmgr.remember_absolute_timeout") :
 				 errmsg("sessmgr.idle_timeout must not be longer than sessmgr.absolute_timeout"),
 				 errhint("Ask a superuser to correct the sessmgr settings.")));
 
-	if (sessmgr_remember_idle_timeout > sessmgr_remember_absolute_timeout)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("sessmgr.remember_idle_timeout must not be longer than sessmgr.remember_absolute_timeout"),
-				 errhint("Ask a superuser to correct the sessmgr settings.")));
-
-	if (sessmgr_touch_interval >= sessmgr_idle_timeout ||
-		sessmgr_touch_interval >= sessmgr_remember_idle_timeout)
+	if (sessmgr_touch_interval >= idle)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sessmgr.touch_interval must be shorter than the idle timeouts"),

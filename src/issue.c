@@ -90,7 +90,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 					 errmsg("metadata is too long"),
 					 errdetail("The limit is %d bytes.", SESSMGR_MAX_METADATA_BYTES)));
 	}
-	SessmgrCheckSettings();
+	SessmgrCheckSettings(remember);
 
 	/* mint the token and the session's lifetimes */
 	SessmgrTokenGenerate(&token);

@@ -122,7 +122,7 @@ sessmgr_revoke(PG_FUNCTION_ARGS)
 			/* then the session, unless it ended while we waited */
 			SessmgrPreparePlan(&revoke_plan,
 							   "UPDATE sessmgr.sessions"
-							   "   SET revoked_at = $2, revoke_reason = $3"
+							   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
 							   " WHERE id OPERATOR(pg_catalog.=) $1"
 							   "   AND revoked_at IS NULL"
 							   "   AND expires_at OPERATOR(pg_catalog.>) $2"
@@ -185,7 +185,7 @@ sessmgr_revoke_all(PG_FUNCTION_ARGS)
 
 	SessmgrPreparePlan(&revoke_plan,
 					   "UPDATE sessmgr.sessions"
-					   "   SET revoked_at = $2, revoke_reason = $3"
+					   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
 					   " WHERE user_id OPERATOR(pg_catalog.=) $1"
 					   "   AND revoked_at IS NULL"
 					   "   AND expires_at OPERATOR(pg_catalog.>) $2"

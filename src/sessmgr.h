@@ -57,6 +57,8 @@ extern bool SessmgrTokenDecode(const char *text, size_t len, SessmgrToken *token
 extern void SessmgrTokenHash(const SessmgrToken *token, uint8 *hash);
 extern bool SessmgrConstantTimeEqual(const uint8 *a, const uint8 *b, size_t len);
 extern void SessmgrSha256(const uint8 *data, size_t len, uint8 *out);
+extern int	SessmgrBase64UrlEncode(const uint8 *src, int len, char *dst);
+extern int	SessmgrBase64UrlDecode(const char *src, int len, uint8 *dst, int dstlen);
 
 /* guc.c */
 typedef enum SessmgrCapPolicy
@@ -75,9 +77,15 @@ extern int	sessmgr_remember_absolute_timeout;
 extern int	sessmgr_touch_interval;
 extern int	sessmgr_retention;
 extern int	sessmgr_event_retention;
+extern char *sessmgr_jwt_role;
+extern char *sessmgr_jwt_audience;
+extern char *sessmgr_jwt_issuer;
+extern int	sessmgr_access_token_ttl;
+extern int	sessmgr_refresh_grace;
+extern bool sessmgr_trust_forwarded_for;
 
 extern void SessmgrDefineSettings(void);
-extern void SessmgrCheckSettings(void);
+extern void SessmgrCheckSettings(bool remember);
 
 /* catalog.c */
 typedef struct SessmgrCatalog

@@ -191,6 +191,100 @@ SessmgrSha256(const uint8 *data, size_t len, uint8 *out)
 				 errmsg("could not compute a SHA-256 digest")));
 }
 
+/*
+ * base64url without padding (RFC 7515), for access tokens and key sets.
+ * Encoding writes 4 * ceil(len / 3) bytes at most, plus a terminating zero;
+ * returns the length written.
+ */
+int
+SessmgrBase64UrlEncode(const uint8 *src, int len, char *dst)
+{
+	char	   *p = dst;
+	int			i;
+
+	for (i = 0; i + 2 < len; i += 3)
+	{
+		uint32		chunk = (src[i] << 16) | (src[i + 1] << 8) | src[i + 2];
+
+		*p++ = base64url_alphabet[(chunk >> 18) & 0x3f];
+		*p++ = base64url_alphabet[(chunk >> 12) & 0x3f];
+		*p++ = base64url_alphabet[(chunk >> 6) & 0x3f];
+		*p++ = base64url_alphabet[chunk & 0x3f];
+	}
+	if (len - i == 1)
+	{
+		uint32		chunk = src[i] << 16;
+
+		*p++ = base64url_alphabet[(chunk >> 18) & 0x3f];
+		*p++ = base64url_alphabet[(chunk >> 12) & 0x3f];
+	}
+	else if (len - i == 2)
+	{
+		uint32		chunk = (src[i] << 16) | (src[i + 1] << 8);
+
+		*p++ = base64url_alphabet[(chunk >> 18) & 0x3f];
+		*p++ = base64url_alphabet[(chunk >> 12) & 0x3f];
+		*p++ = base64url_alphabet[(chunk >> 6) & 0x3f];
+	}
+	*p = '\0';
+	return p - dst;
+}
+
+/*
+ * Decode unpadded base64url into dst, which has room for dstlen bytes.
+ * Returns the decoded length, or -1 for anything that is not canonical
+ * unpadded base64url (padding, other characters, a dangling character, or
+ * nonzero bits left over) or would not fit.
+ */
+int
+SessmgrBase64UrlDecode(const char *src, int len, uint8 *dst, int dstlen)
+{
+	const unsigned char *p = (const unsigned char *) src;
+	int			outlen = (len / 4) * 3 + ((len % 4) ? (len % 4) - 1 : 0);
+	uint8	   *out = dst;
+	int			i;
+
+	if (len % 4 == 1 || outlen > dstlen)
+		return -1;
+
+	for (i = 0; i + 3 < len; i += 4)
+	{
+		int			a = base64url_value[p[i]];
+		int			b = base64url_value[p[i + 1]];
+		int			c = base64url_value[p[i + 2]];
+		int			d = base64url_value[p[i + 3]];
+		uint32		chunk;
+
+		if ((a | b | c | d) < 0)
+			return -1;
+		chunk = (a << 18) | (b << 12) | (c << 6) | d;
+		*out++ = (chunk >> 16) & 0xff;
+		*out++ = (chunk >> 8) & 0xff;
+		*out++ = chunk & 0xff;
+	}
+	if (len - i == 2)
+	{
+		int			a = base64url_value[p[i]];
+		int			b = base64url_value[p[i + 1]];
+
+		if ((a | b) < 0 || (b & 0x0f) != 0)
+			return -1;
+		*out++ = (a << 2) | (b >> 4);
+	}
+	else if (len - i == 3)
+	{
+		int			a = base64url_value[p[i]];
+		int			b = base64url_value[p[i + 1]];
+		int			c = base64url_value[p[i + 2]];
+
+		if ((a | b | c) < 0 || (c & 0x03) != 0)
+			return -1;
+		*out++ = (a << 2) | (b >> 4);
+		*out++ = ((b & 0x0f) << 4) | (c >> 2);
+	}
+	return out - dst;
+}
+
 /* The stored form of a token: SHA-256 over the id and the secret. */
 void
 SessmgrTokenHash(const SessmgrToken *token, uint8 *hash)

@@ -156,7 +156,7 @@ sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
 
 		SessmgrPreparePlan(&evict_plan,
 						   "UPDATE sessmgr.sessions"
-						   "   SET revoked_at = $2, revoke_reason = 'cap'"
+						   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = 'cap'"
 						   " WHERE id OPERATOR(pg_catalog.=) $1"
 						   "   AND revoked_at IS NULL",
 						   2, evict_types);

@@ -35,7 +35,8 @@ INSERT INTO tap_s SELECT 'i1', session_id, token
 RESET ROLE;
 
 SELECT results_eq(
-    $$SELECT event, session_id, user_id, reason, actor, ip, occurred_at = now() FROM tap_ev$$,
+    $$SELECT event, session_id, user_id, reason, actor, ip,
+             occurred_at BETWEEN now() AND clock_timestamp() FROM tap_ev$$,
     $$SELECT 'issue', session_id, 'sessmgr_tap_ev_u1', NULL::text, 'sessmgr_tap_ev_app',
              inet '198.51.100.7', true
         FROM tap_s WHERE k = 'i1'$$,

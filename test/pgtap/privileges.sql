@@ -11,7 +11,7 @@
 -- back, so the roles below disappear again (role names are cluster-wide, hence
 -- the sessmgr_tap_ prefix).
 BEGIN;
-SELECT plan(63);
+SELECT plan(65);
 
 CREATE ROLE sessmgr_tap_app NOLOGIN;
 CREATE ROLE sessmgr_tap_admin NOLOGIN;
@@ -80,7 +80,32 @@ SELECT throws_ok($$SET sessmgr.remember_absolute_timeout = '60d'$$, '42501', NUL
     'app cannot SET sessmgr.remember_absolute_timeout');
 SELECT throws_ok($$SET sessmgr.touch_interval = '30s'$$, '42501', NULL,
     'app cannot SET sessmgr.touch_interval');
+-- and every sessmgr.* setting there is, including ones added later
 RESET ROLE;
+CREATE FUNCTION pg_temp.tap_settable_sessmgr_settings() RETURNS SETOF text
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT name, setting FROM pg_catalog.pg_settings
+              WHERE name LIKE 'sessmgr.%' ORDER BY name
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.set_config(s.name, s.setting, true);
+            RETURN NEXT s.name;         -- the SET went through
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;
+        END;
+    END LOOP;
+END
+$$;
+SET LOCAL ROLE sessmgr_tap_app;
+SELECT is_empty($$SELECT * FROM pg_temp.tap_settable_sessmgr_settings()$$,
+    'app can set no sessmgr.* setting at all');
+RESET ROLE;
+SELECT cmp_ok((SELECT count(*) FROM pg_settings WHERE name LIKE 'sessmgr.%'), '>=', 7::bigint,
+    'the loop above had the sessmgr.* settings to try');
 SELECT is(current_setting('sessmgr.max_sessions'), '15',
     'sessmgr.max_sessions is unchanged after the attempts');
 

@@ -1,7 +1,7 @@
 -- test/pgtap/settings.sql: the sessmgr.* settings, their defaults and checks,
 -- and the lifetimes issue() really gives sessions.
 BEGIN;
-SELECT plan(48);
+SELECT plan(49);
 
 -- The settings exist only once the library is loaded in this backend.
 LOAD 'sessmgr';
@@ -20,7 +20,11 @@ SELECT is(current_setting('sessmgr.touch_interval'), '1min', 'touch_interval def
 
 SELECT results_eq(
     $$SELECT name, setting, coalesce(unit, ''), boot_val, min_val, max_val, context
-        FROM pg_settings WHERE name LIKE 'sessmgr.%' ORDER BY name$$,
+        FROM pg_settings
+       WHERE name IN ('sessmgr.absolute_timeout', 'sessmgr.cap_policy', 'sessmgr.idle_timeout',
+                      'sessmgr.max_sessions', 'sessmgr.remember_absolute_timeout',
+                      'sessmgr.remember_idle_timeout', 'sessmgr.touch_interval')
+       ORDER BY name$$,
     $$VALUES ('sessmgr.absolute_timeout', '86400', 's', '86400', '1', '31622400', 'superuser'),
              ('sessmgr.cap_policy', 'evict_oldest', '', 'evict_oldest', NULL, NULL, 'superuser'),
              ('sessmgr.idle_timeout', '3600', 's', '3600', '1', '31622400', 'superuser'),
@@ -28,7 +32,10 @@ SELECT results_eq(
              ('sessmgr.remember_absolute_timeout', '2592000', 's', '2592000', '1', '31622400', 'superuser'),
              ('sessmgr.remember_idle_timeout', '604800', 's', '604800', '1', '31622400', 'superuser'),
              ('sessmgr.touch_interval', '60', 's', '60', '0', '86400', 'superuser')$$,
-    'pg_settings: the seven settings, their raw values, bounds and PGC_SUSET context');
+    'pg_settings: the session settings, their raw values, bounds and PGC_SUSET context');
+SELECT is_empty(
+    $$SELECT name, context FROM pg_settings WHERE name LIKE 'sessmgr.%' AND context <> 'superuser'$$,
+    'every sessmgr.* setting, present and future, can be changed by superusers only');
 SELECT results_eq(
     $$SELECT enumvals FROM pg_settings WHERE name = 'sessmgr.cap_policy'$$,
     $$VALUES ('{evict_oldest,evict_idle,reject}'::text[])$$,
