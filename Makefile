@@ -38,6 +38,9 @@ all:
 	@exit 1
 endif
 
+# every object depends on the shared header (PGXS tracks no header dependencies)
+$(OBJS): src/sessmgr.h
+
 .PHONY: demo test bench
 
 demo:

@@ -181,12 +181,12 @@ CREATE FUNCTION sessmgr.issue(
     location    text    DEFAULT NULL,
     remember    boolean DEFAULT false,
     metadata    jsonb   DEFAULT '{}')
-RETURNS TABLE (session_id uuid, token text, expires_at timestamptz)
+RETURNS TABLE (session_id uuid, token text, expires_at timestamptz, access_token text)
     AS 'MODULE_PATHNAME', 'sessmgr_issue'
     LANGUAGE C VOLATILE ROWS 1;
 
 COMMENT ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb) IS
-    'Issue a session for an authenticated user; returns its token once.';
+    'Issue a session for an authenticated user; returns its token (once) and an access token.';
 
 CREATE FUNCTION sessmgr.validate(token text)
 RETURNS TABLE (session_id uuid, user_id text, expires_at timestamptz)
@@ -287,6 +287,365 @@ COMMENT ON FUNCTION sessmgr.list_sessions(text, uuid) IS
 /* ---- cleanup, retention, change notifications, health ---- */
 
 /* ---- access tokens, refresh rotation, PostgREST exposure ---- */
+
+/*
+ * Signing keys for access tokens.  Only the extension reads this table;
+ * sessmgr.jwks() hands the key set to an administrator for PostgREST's
+ * jwt-secret.  A statement trigger makes every backend reload its key cache
+ * when the table changes.
+ */
+CREATE TABLE sessmgr.signing_keys (
+    kid        text        NOT NULL,
+    alg        text        NOT NULL,
+    secret     bytea       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    retired_at timestamptz,
+    CONSTRAINT signing_keys_pkey PRIMARY KEY (kid),
+    CONSTRAINT signing_keys_kid_check
+        CHECK (pg_catalog.octet_length(kid) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(kid) OPERATOR(pg_catalog.<=) 64),
+    CONSTRAINT signing_keys_alg_check
+        CHECK (alg OPERATOR(pg_catalog.=) ANY (ARRAY['HS256', 'HS384', 'HS512']::text[])),
+    CONSTRAINT signing_keys_secret_check
+        CHECK (pg_catalog.octet_length(secret) OPERATOR(pg_catalog.>=) 32)
+);
+
+COMMENT ON TABLE sessmgr.signing_keys IS
+    'Access-token signing keys; the newest unretired key signs, all unretired keys verify.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.signing_keys', '');
+
+CREATE FUNCTION sessmgr.signing_keys_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_signing_keys_changed'
+    LANGUAGE C;
+
+CREATE TRIGGER signing_keys_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sessmgr.signing_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION sessmgr.signing_keys_changed();
+
+/*
+ * Hashes of session tokens replaced by a refresh (older than the previous
+ * one, which the session row keeps).  Presenting one again is reuse.
+ */
+CREATE TABLE sessmgr.retired_tokens (
+    token_hash  bytea       NOT NULL,
+    session_id  uuid        NOT NULL,
+    retired_at  timestamptz NOT NULL,
+    CONSTRAINT retired_tokens_pkey PRIMARY KEY (token_hash),
+    CONSTRAINT retired_tokens_session_fkey FOREIGN KEY (session_id)
+        REFERENCES sessmgr.sessions (id) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE sessmgr.retired_tokens IS
+    'Hashes of rotated-out session tokens, for refresh-token reuse detection.';
+
+CREATE INDEX retired_tokens_session_idx ON sessmgr.retired_tokens (session_id);
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.retired_tokens', '');
+
+CREATE FUNCTION sessmgr.refresh(token text)
+RETURNS TABLE (status text, session_id uuid, token text, access_token text,
+               expires_at timestamptz)
+    AS 'MODULE_PATHNAME', 'sessmgr_refresh'
+    LANGUAGE C VOLATILE ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.refresh(text) IS
+    'Rotate a session token: status ok (new token and access token), invalid, expired or reuse_detected.';
+
+CREATE FUNCTION sessmgr.verify_access_token(jwt text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sessmgr_verify_access_token'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.verify_access_token(text) IS
+    'The claims of a valid access token of an active session, NULL otherwise.';
+
+CREATE FUNCTION sessmgr.rotate_signing_key(algorithm text DEFAULT 'HS256') RETURNS text
+    AS 'MODULE_PATHNAME', 'sessmgr_rotate_signing_key'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.rotate_signing_key(text) IS
+    'Add a signing key that signs from now on; returns its kid.';
+
+CREATE FUNCTION sessmgr.retire_signing_key(kid text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM sessmgr.signing_keys k
+                    WHERE k.kid OPERATOR(pg_catalog.<>) retire_signing_key.kid
+                      AND k.retired_at IS NULL) THEN
+        RAISE EXCEPTION 'cannot retire the last signing key'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add a new key with sessmgr.rotate_signing_key() first.';
+    END IF;
+    UPDATE sessmgr.signing_keys k SET retired_at = clock_timestamp()
+     WHERE k.kid OPERATOR(pg_catalog.=) retire_signing_key.kid AND k.retired_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.retire_signing_key(text) IS
+    'Stop a key from verifying access tokens; true if it was in use.';
+
+CREATE FUNCTION sessmgr.jwks() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('keys', coalesce(jsonb_agg(jsonb_build_object(
+               'kty', 'oct',
+               'kid', k.kid,
+               'alg', k.alg,
+               'use', 'sig',
+               'k', rtrim(translate(encode(k.secret, 'base64'), E'+/\n', '-_'), '='))
+               ORDER BY k.created_at DESC), '[]'::jsonb))
+      FROM sessmgr.signing_keys k
+     WHERE k.retired_at IS NULL
+$$;
+
+COMMENT ON FUNCTION sessmgr.jwks() IS
+    'The unretired signing keys as a JWKS document for PostgREST''s jwt-secret (secret: admins only).';
+
+-- generate the first signing key
+SELECT sessmgr.rotate_signing_key();
+
+/*
+ * Helpers for the PostgREST endpoints (not exposed: they live in sessmgr).
+ */
+
+-- The client address: the first X-Forwarded-For hop when trusted, else NULL.
+CREATE FUNCTION sessmgr.request_ip() RETURNS inet
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hop text;
+BEGIN
+    IF NOT coalesce(current_setting('sessmgr.trust_forwarded_for', true)::boolean, false) THEN
+        RETURN NULL;
+    END IF;
+    hop := btrim(split_part(nullif(current_setting('request.headers', true), '')::json
+                            ->> 'x-forwarded-for', ',', 1));
+    IF hop IS NULL OR hop OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}$' THEN
+        RETURN NULL;
+    END IF;
+    RETURN hop::inet;
+EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value THEN
+    RETURN NULL;
+END
+$$;
+
+-- The refresh token of a request: the argument, else the session cookie.
+CREATE FUNCTION sessmgr.request_refresh_token(refresh_token text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce($1, nullif(current_setting('request.cookies', true), '')::json
+                        ->> '__Host-sessmgr_refresh')
+$$;
+
+-- Set (or, with a NULL token, clear) the session cookie of a browser app.
+CREATE FUNCTION sessmgr.set_session_cookie(token text, expires_at timestamptz) RETURNS void
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT set_config('response.headers',
+               json_build_array(json_build_object('Set-Cookie',
+                   '__Host-sessmgr_refresh=' OPERATOR(pg_catalog.||) coalesce($1, '')
+                   OPERATOR(pg_catalog.||) '; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age='
+                   OPERATOR(pg_catalog.||) CASE WHEN $1 IS NULL THEN 0
+                        ELSE greatest(0, ceil(extract(epoch FROM $2 OPERATOR(pg_catalog.-) now())))::bigint
+                        END::text))::text,
+               true)
+$$;
+
+-- The JSON body of a successful login or refresh.
+CREATE FUNCTION sessmgr.session_response(session_id uuid, token text, access_token text,
+                                         expires_at timestamptz, cookie boolean)
+RETURNS json
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cookie THEN
+        PERFORM sessmgr.set_session_cookie(token, expires_at);
+    END IF;
+    RETURN json_strip_nulls(json_build_object(
+        'status', 'ok',
+        'session_id', session_id,
+        'access_token', access_token,
+        'token_type', 'Bearer',
+        'expires_in', least((SELECT setting::bigint FROM pg_settings
+                              WHERE name OPERATOR(pg_catalog.=) 'sessmgr.access_token_ttl'),
+                             ceil(extract(epoch FROM expires_at OPERATOR(pg_catalog.-) now()))::bigint),
+        'refresh_token', CASE WHEN cookie THEN NULL ELSE token END,
+        'session_expires_at', expires_at));
+END
+$$;
+
+/*
+ * Issue a session for the current PostgREST request, taking the user agent
+ * and (when trusted) the client address from its headers.  For the
+ * application's own login function, after it has checked the credentials.
+ */
+CREATE FUNCTION sessmgr.issue_from_request(user_id text, remember boolean DEFAULT false,
+                                           device_name text DEFAULT NULL,
+                                           location text DEFAULT NULL,
+                                           cookie boolean DEFAULT false,
+                                           metadata jsonb DEFAULT '{}')
+RETURNS json
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    SELECT * INTO s
+      FROM sessmgr.issue(issue_from_request.user_id, issue_from_request.device_name,
+                         left(nullif(current_setting('request.headers', true), '')::json
+                              ->> 'user-agent', 2048),
+                         sessmgr.request_ip(), issue_from_request.location,
+                         issue_from_request.remember, issue_from_request.metadata);
+    RETURN sessmgr.session_response(s.session_id, s.token, s.access_token, s.expires_at,
+                                    issue_from_request.cookie);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.issue_from_request(text, boolean, text, text, boolean, jsonb) IS
+    'For a login function behind PostgREST: issue a session with the request''s user agent and address.';
+
+/*
+ * The PostgREST API: add sessmgr_api to db-schemas and
+ * sessmgr_api.pre_request to db-pre-request.  Every endpoint is a thin
+ * wrapper over the sessmgr functions; the sessmgr schema itself is never
+ * exposed.
+ */
+CREATE SCHEMA sessmgr_api;
+
+COMMENT ON SCHEMA sessmgr_api IS
+    'PostgREST endpoints of sessmgr (db-schemas) and its pre-request check.';
+
+CREATE FUNCTION sessmgr_api.pre_request() RETURNS void
+    AS 'MODULE_PATHNAME', 'sessmgr_pre_request'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr_api.pre_request() IS
+    'db-pre-request: 401 for an access token whose session has ended; sets the identity.';
+
+-- The caller's identity, set by pre_request; 401 without one.
+CREATE FUNCTION sessmgr.require_session() RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF sessmgr.current_session_id() IS NULL THEN
+        RAISE SQLSTATE 'PGRST'
+            USING MESSAGE = '{"code":"SM401","message":"no active session","details":null,"hint":"Configure sessmgr_api.pre_request as db-pre-request and send an access token."}',
+                  DETAIL = '{"status":401,"headers":{"WWW-Authenticate":"Bearer"}}';
+    END IF;
+    RETURN sessmgr.current_session_id();
+END
+$$;
+
+CREATE FUNCTION sessmgr_api.refresh(refresh_token text DEFAULT NULL, cookie boolean DEFAULT false)
+RETURNS json
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    presented text := sessmgr.request_refresh_token(refresh.refresh_token);
+    use_cookie boolean := refresh.cookie OR refresh.refresh_token IS NULL;
+    r record;
+BEGIN
+    SELECT * INTO r FROM sessmgr.refresh(presented);
+    IF r.status OPERATOR(pg_catalog.<>) 'ok' THEN
+        -- a status, not an error: a reuse revocation must commit
+        PERFORM set_config('response.status', '401', true);
+        IF use_cookie THEN
+            PERFORM sessmgr.set_session_cookie(NULL, NULL);
+        END IF;
+        RETURN json_build_object('status', r.status);
+    END IF;
+    RETURN sessmgr.session_response(r.session_id, r.token, r.access_token, r.expires_at,
+                                    use_cookie);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.refresh(text, boolean) IS
+    'POST /rpc/refresh (anonymous): rotate the refresh token from the body or the cookie.';
+
+CREATE FUNCTION sessmgr_api.logout(refresh_token text DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.current_session_id();
+    presented text;
+BEGIN
+    IF sid IS NULL THEN
+        presented := sessmgr.request_refresh_token(logout.refresh_token);
+        SELECT v.session_id INTO sid FROM sessmgr.validate(presented) v;
+    END IF;
+    IF sid IS NOT NULL THEN
+        PERFORM sessmgr.revoke(sid, reason => 'logout');
+    END IF;
+    PERFORM sessmgr.set_session_cookie(NULL, NULL);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.logout(text) IS
+    'POST /rpc/logout: end the current session (access token, refresh token or cookie).';
+
+CREATE FUNCTION sessmgr_api.my_sessions()
+RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location text,
+               created_at timestamptz, last_active_at timestamptz,
+               expires_at timestamptz, is_current boolean, is_remembered boolean)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.require_session();
+BEGIN
+    RETURN QUERY SELECT * FROM sessmgr.list_sessions(sessmgr.current_user_id(), sid);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.my_sessions() IS
+    'GET /rpc/my_sessions: the caller''s active sessions, this one marked.';
+
+CREATE FUNCTION sessmgr_api.revoke_session(session_id uuid) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM sessmgr.require_session();
+    PERFORM sessmgr.revoke(revoke_session.session_id, sessmgr.current_user_id(), 'logout');
+EXCEPTION WHEN invalid_parameter_value THEN
+    RAISE SQLSTATE 'PGRST'
+        USING MESSAGE = '{"code":"22023","message":"invalid session id","details":null,"hint":null}',
+              DETAIL = '{"status":404,"headers":{}}';
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.revoke_session(uuid) IS
+    'POST /rpc/revoke_session: end one of the caller''s sessions (404 for any other id).';
+
+CREATE FUNCTION sessmgr_api.revoke_other_sessions() RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.require_session();
+BEGIN
+    RETURN sessmgr.revoke_all(sessmgr.current_user_id(), sid, 'logout_others');
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.revoke_other_sessions() IS
+    'POST /rpc/revoke_other_sessions: end every other session of the caller; returns how many.';
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sessmgr_api FROM PUBLIC;
+REVOKE ALL ON SCHEMA sessmgr_api FROM PUBLIC;
+
 
 /* Nothing is for PUBLIC: the DBA grants the API to application roles. */
 REVOKE ALL ON ALL TABLES IN SCHEMA sessmgr FROM PUBLIC;

@@ -26,14 +26,15 @@
 /*
  * sessmgr.issue(user_id text, device_name text, user_agent text, ip inet,
  *				 location text, remember boolean, metadata jsonb)
- *	 RETURNS TABLE (session_id uuid, token text, expires_at timestamptz)
+ *	 RETURNS TABLE (session_id uuid, token text, expires_at timestamptz,
+ *					access_token text)
  */
 PG_FUNCTION_INFO_V1(sessmgr_issue);
 Datum
 sessmgr_issue(PG_FUNCTION_ARGS)
 {
-	static const char *const names[] = {"session_id", "token", "expires_at"};
-	static const Oid types[] = {UUIDOID, TEXTOID, TIMESTAMPTZOID};
+	static const char *const names[] = {"session_id", "token", "expires_at", "access_token"};
+	static const Oid types[] = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 	static TupleDesc result_desc = NULL;
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[ISSUE_NARGS] = {
@@ -54,8 +55,10 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	TimestampTz expires_at;
 	int64		token_gen;
 	SessmgrOwnerContext octx;
-	Datum		result[3];
-	bool		result_nulls[3] = {false, false, false};
+	Datum		result[4];
+	bool		result_nulls[4] = {false, false, false, false};
+	char	   *user_id;
+	TimestampTz access_expires;
 
 	SessmgrBeginResult(fcinfo);
 
@@ -148,11 +151,14 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	SPI_finish();
 	SessmgrRestoreUser(&octx);
 
+	user_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (result_desc == NULL)
-		result_desc = SessmgrResultDesc(3, names, types);
+		result_desc = SessmgrResultDesc(4, names, types);
 	result[0] = UUIDPGetDatum(&token.id);
 	result[1] = CStringGetTextDatum(token_text);
 	result[2] = TimestampTzGetDatum(expires_at);
+	result[3] = CStringGetTextDatum(SessmgrJwtSign(user_id, &token.id, token_gen,
+												   expires_at, &access_expires));
 	SessmgrReturnRow(fcinfo, result_desc, result, result_nulls);
 	explicit_bzero(token_text, sizeof(token_text));
 

@@ -57,6 +57,7 @@ extern bool SessmgrTokenDecode(const char *text, size_t len, SessmgrToken *token
 extern void SessmgrTokenHash(const SessmgrToken *token, uint8 *hash);
 extern bool SessmgrConstantTimeEqual(const uint8 *a, const uint8 *b, size_t len);
 extern void SessmgrSha256(const uint8 *data, size_t len, uint8 *out);
+extern bool SessmgrParseUuid(const char *text, pg_uuid_t *uuid);
 extern int	SessmgrBase64UrlEncode(const uint8 *src, int len, char *dst);
 extern int	SessmgrBase64UrlDecode(const char *src, int len, uint8 *dst, int dstlen);
 
@@ -158,6 +159,14 @@ extern TupleDesc SessmgrResultDesc(int natts, const char *const *names,
 extern void SessmgrBeginResult(FunctionCallInfo fcinfo);
 extern void SessmgrReturnRow(FunctionCallInfo fcinfo, TupleDesc desc,
 							 Datum *values, bool *nulls);
+
+/* jwt.c */
+extern void SessmgrJwtInit(void);
+extern char *SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id,
+							int64 token_gen, TimestampTz session_expires_at,
+							TimestampTz *expires_at);
+extern bool SessmgrCheckRequestClaims(const char *claims_json, bool *has_session,
+									  SessmgrSessionRow *row);
 
 /* identity.c */
 extern void SessmgrIdentityInit(void);

@@ -285,6 +285,45 @@ SessmgrBase64UrlDecode(const char *src, int len, uint8 *dst, int dstlen)
 	return out - dst;
 }
 
+/*
+ * Parse a uuid in its canonical text form (8-4-4-4-12 hex digits) without
+ * raising an error, for identifiers read from untrusted claims.
+ */
+bool
+SessmgrParseUuid(const char *text, pg_uuid_t *uuid)
+{
+	int			j = 0;
+
+	if (strlen(text) != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
+	{
+		int			c = (unsigned char) text[i];
+		int			d;
+
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (c != '-')
+				return false;
+			continue;
+		}
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return false;
+		if (j % 2 == 0)
+			uuid->data[j / 2] = d << 4;
+		else
+			uuid->data[j / 2] |= d;
+		j++;
+	}
+	return true;
+}
+
 /* The stored form of a token: SHA-256 over the id and the secret. */
 void
 SessmgrTokenHash(const SessmgrToken *token, uint8 *hash)

@@ -1,0 +1,828 @@
+/*-------------------------------------------------------------------------
+ *
+ * jwt.c
+ *	  Access tokens: HS256/HS384/HS512 JSON Web Tokens signed and verified in
+ *	  C, and the signing keys.
+ *
+ * An access token carries sub (user id), sid (session id), gen (the tag of
+ * the session token it was minted with), role, iat, exp and, when
+ * configured, aud and iss.  Verification accepts it only while its session
+ * is active and its gen is the session's current or previous token tag: a
+ * token minted in a transaction that rolled back carries a tag that was
+ * never stored, so it never verifies, and revoking a session kills its
+ * access tokens at once.
+ *
+ * Keys live in sessmgr.signing_keys, readable by the extension only.  Each
+ * backend caches the usable keys with their HMAC pads precomputed; a
+ * statement-level trigger on the table invalidates the cache cluster-wide.
+ * The algorithm is a property of the key: the header's alg must equal it,
+ * and never chooses how a token is checked.  "none" has no key.
+ *
+ * Verification never raises for a bad token.  Untrusted JSON is bounded in
+ * size and nesting before it is parsed with the non-throwing JSON lexer.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <openssl/evp.h>
+
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "common/jsonapi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+
+#include "sessmgr.h"
+
+#define JWT_MAX_LEN			8192
+#define JWT_MAX_DEPTH		8
+#define JWT_MAX_NUMBER_LEN	32
+#define JWT_LEEWAY_SECS		30
+#define KID_MAX_LEN			64
+#define MAC_MAX_LEN			64
+
+typedef struct JwtAlgorithm
+{
+	const char *name;
+	const EVP_MD *(*md) (void);
+	int			mac_len;
+	int			block_len;
+} JwtAlgorithm;
+
+static const JwtAlgorithm algorithms[] = {
+	{"HS256", EVP_sha256, 32, 64},
+	{"HS384", EVP_sha384, 48, 128},
+	{"HS512", EVP_sha512, 64, 128},
+};
+
+typedef struct SigningKey
+{
+	char		kid[KID_MAX_LEN + 1];
+	const JwtAlgorithm *alg;
+	EVP_MD_CTX *inner;			/* digest state after the inner pad */
+	EVP_MD_CTX *outer;			/* digest state after the outer pad */
+	char	   *header;			/* base64url of this key's JWT header */
+} SigningKey;
+
+/* usable keys, newest first: keys[0] signs */
+static SigningKey *keys = NULL;
+static int	nkeys = 0;
+static bool keys_valid = false;
+static Oid	keys_relid = InvalidOid;
+static EVP_MD_CTX *work_ctx = NULL;
+
+static void
+keys_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == keys_relid)
+		keys_valid = false;
+}
+
+/* Register the cache invalidation callback; called once from _PG_init. */
+void
+SessmgrJwtInit(void)
+{
+	CacheRegisterRelcacheCallback(keys_invalidate, (Datum) 0);
+}
+
+static const JwtAlgorithm *
+find_algorithm(const char *name)
+{
+	for (size_t i = 0; i < lengthof(algorithms); i++)
+		if (strcmp(algorithms[i].name, name) == 0)
+			return &algorithms[i];
+	return NULL;
+}
+
+static void
+openssl_failed(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("could not compute an HMAC")));
+}
+
+/* Precompute the HMAC inner and outer digest states of a key (RFC 2104). */
+static void
+prepare_key(SigningKey *key, const uint8 *secret, int secret_len)
+{
+	uint8		block[128];
+	uint8		pad[128];
+	const EVP_MD *md = key->alg->md();
+	int			block_len = key->alg->block_len;
+	unsigned int digest_len;
+
+	memset(block, 0, sizeof(block));
+	if (secret_len > block_len)
+	{
+		if (EVP_Digest(secret, secret_len, block, &digest_len, md, NULL) != 1)
+			openssl_failed();
+	}
+	else
+		memcpy(block, secret, secret_len);
+
+	key->inner = EVP_MD_CTX_new();
+	key->outer = EVP_MD_CTX_new();
+	if (key->inner == NULL || key->outer == NULL)
+		openssl_failed();
+
+	for (int i = 0; i < block_len; i++)
+		pad[i] = block[i] ^ 0x36;
+	if (EVP_DigestInit_ex(key->inner, md, NULL) != 1 ||
+		EVP_DigestUpdate(key->inner, pad, block_len) != 1)
+		openssl_failed();
+	for (int i = 0; i < block_len; i++)
+		pad[i] = block[i] ^ 0x5c;
+	if (EVP_DigestInit_ex(key->outer, md, NULL) != 1 ||
+		EVP_DigestUpdate(key->outer, pad, block_len) != 1)
+		openssl_failed();
+
+	explicit_bzero(block, sizeof(block));
+	explicit_bzero(pad, sizeof(pad));
+}
+
+/* HMAC of data with a prepared key; out must hold MAC_MAX_LEN bytes. */
+static void
+hmac(const SigningKey *key, const char *data, size_t len, uint8 *out)
+{
+	uint8		inner_digest[MAC_MAX_LEN];
+	unsigned int n;
+
+	if (work_ctx == NULL && (work_ctx = EVP_MD_CTX_new()) == NULL)
+		openssl_failed();
+
+	if (EVP_MD_CTX_copy_ex(work_ctx, key->inner) != 1 ||
+		EVP_DigestUpdate(work_ctx, data, len) != 1 ||
+		EVP_DigestFinal_ex(work_ctx, inner_digest, &n) != 1 ||
+		EVP_MD_CTX_copy_ex(work_ctx, key->outer) != 1 ||
+		EVP_DigestUpdate(work_ctx, inner_digest, n) != 1 ||
+		EVP_DigestFinal_ex(work_ctx, out, &n) != 1)
+		openssl_failed();
+}
+
+static void
+free_keys(void)
+{
+	for (int i = 0; i < nkeys; i++)
+	{
+		EVP_MD_CTX_free(keys[i].inner);
+		EVP_MD_CTX_free(keys[i].outer);
+		pfree(keys[i].header);
+	}
+	if (keys != NULL)
+		pfree(keys);
+	keys = NULL;
+	nkeys = 0;
+}
+
+/* Load the usable signing keys, newest first, unless cached. */
+static void
+load_keys(void)
+{
+	static SPIPlanPtr plan = NULL;
+	SessmgrOwnerContext octx;
+	MemoryContext oldcontext;
+
+	if (keys_valid)
+		return;
+
+	free_keys();
+	keys_relid = get_relname_relid("signing_keys", SessmgrGetCatalog()->namespace);
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SessmgrPreparePlan(&plan,
+					   "SELECT kid, alg, secret FROM sessmgr.signing_keys"
+					   " WHERE retired_at IS NULL"
+					   " ORDER BY created_at DESC, kid",
+					   0, NULL);
+	SessmgrExecPlan(plan, NULL, NULL, SPI_OK_SELECT);
+
+	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
+	keys = palloc0(sizeof(SigningKey) * Max(SPI_processed, 1));
+	MemoryContextSwitchTo(oldcontext);
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		SigningKey *key = &keys[nkeys];
+		bool		isnull;
+		char	   *kid = TextDatumGetCString(SPI_getbinval(tuple, desc, 1, &isnull));
+		char	   *alg = TextDatumGetCString(SPI_getbinval(tuple, desc, 2, &isnull));
+		bytea	   *secret = DatumGetByteaPP(SPI_getbinval(tuple, desc, 3, &isnull));
+		StringInfoData header;
+		char	   *encoded;
+
+		key->alg = find_algorithm(alg);
+		if (key->alg == NULL || strlen(kid) > KID_MAX_LEN)
+			continue;			/* the table's checks make this impossible */
+		strlcpy(key->kid, kid, sizeof(key->kid));
+		prepare_key(key, (const uint8 *) VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret));
+
+		initStringInfo(&header);
+		appendStringInfo(&header, "{\"alg\":\"%s\",\"kid\":", key->alg->name);
+		escape_json(&header, key->kid);
+		appendStringInfoString(&header, ",\"typ\":\"JWT\"}");
+		encoded = MemoryContextAlloc(TopMemoryContext, header.len * 4 / 3 + 4);
+		SessmgrBase64UrlEncode((const uint8 *) header.data, header.len, encoded);
+		key->header = encoded;
+		nkeys++;
+	}
+
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+	keys_valid = true;
+}
+
+static const SigningKey *
+find_key(const char *kid)
+{
+	load_keys();
+	if (kid == NULL)
+		return nkeys > 0 ? &keys[0] : NULL;
+	for (int i = 0; i < nkeys; i++)
+		if (strcmp(keys[i].kid, kid) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static int64
+unix_seconds(TimestampTz t)
+{
+	return t / USECS_PER_SEC +
+		(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
+/*
+ * Mint an access token for a session.  Its lifetime is
+ * sessmgr.access_token_ttl, cut short by the session's absolute lifetime.
+ * Returns the token and sets *expires_at.
+ */
+char *
+SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id, int64 token_gen,
+			   TimestampTz session_expires_at, TimestampTz *expires_at)
+{
+	const SigningKey *key = find_key(NULL);
+	TimestampTz now = GetCurrentTimestamp();
+	int64		iat = unix_seconds(now);
+	int64		exp = Min(iat + sessmgr_access_token_ttl, unix_seconds(session_expires_at));
+	StringInfoData payload;
+	StringInfoData jwt;
+	char	   *sid = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(session_id)));
+	uint8		mac[MAC_MAX_LEN];
+
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no signing key for access tokens"),
+				 errhint("Create one with sessmgr.rotate_signing_key().")));
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"sub\":");
+	escape_json(&payload, user_id);
+	appendStringInfo(&payload, ",\"sid\":\"%s\",\"gen\":\"%016llx\",\"role\":",
+					 sid, (unsigned long long) token_gen);
+	escape_json(&payload, sessmgr_jwt_role);
+	appendStringInfo(&payload, ",\"iat\":" INT64_FORMAT ",\"exp\":" INT64_FORMAT, iat, exp);
+	if (sessmgr_jwt_audience[0] != '\0')
+	{
+		appendStringInfoString(&payload, ",\"aud\":");
+		escape_json(&payload, sessmgr_jwt_audience);
+	}
+	if (sessmgr_jwt_issuer[0] != '\0')
+	{
+		appendStringInfoString(&payload, ",\"iss\":");
+		escape_json(&payload, sessmgr_jwt_issuer);
+	}
+	appendStringInfoChar(&payload, '}');
+
+	initStringInfo(&jwt);
+	appendStringInfoString(&jwt, key->header);
+	appendStringInfoChar(&jwt, '.');
+	enlargeStringInfo(&jwt, payload.len * 4 / 3 + 4);
+	jwt.len += SessmgrBase64UrlEncode((const uint8 *) payload.data, payload.len,
+									  jwt.data + jwt.len);
+
+	hmac(key, jwt.data, jwt.len, mac);
+	appendStringInfoChar(&jwt, '.');
+	enlargeStringInfo(&jwt, MAC_MAX_LEN * 4 / 3 + 4);
+	jwt.len += SessmgrBase64UrlEncode(mac, key->alg->mac_len, jwt.data + jwt.len);
+
+	*expires_at = (exp - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) * USECS_PER_SEC;
+	return jwt.data;
+}
+
+/*
+ * Parsing untrusted JSON.  The claims we need are top-level members; aud may
+ * be an array of strings.
+ */
+typedef struct JwtFields
+{
+	int			depth;
+	bool		bad;
+	bool		top_is_object;
+	const char *field;			/* current top-level member */
+	/* header */
+	char	   *alg;
+	char	   *kid;
+	/* payload */
+	char	   *sub;
+	char	   *sid;
+	char	   *gen;
+	char	   *iss;
+	char	   *role;
+	bool		has_exp;
+	bool		has_nbf;
+	bool		has_iat;
+	double		exp;
+	double		nbf;
+	double		iat;
+	bool		has_aud;
+	bool		aud_matches;
+} JwtFields;
+
+static void
+fields_object_start(void *state)
+{
+	JwtFields  *f = state;
+
+	if (f->depth == 0)
+		f->top_is_object = true;
+	f->depth++;
+}
+
+static void
+fields_object_end(void *state)
+{
+	((JwtFields *) state)->depth--;
+}
+
+static void
+fields_array_start(void *state)
+{
+	JwtFields  *f = state;
+
+	if (f->depth == 0)
+		f->bad = true;
+	f->depth++;
+}
+
+static void
+fields_array_end(void *state)
+{
+	((JwtFields *) state)->depth--;
+}
+
+static void
+fields_field_start(void *state, char *fname, bool isnull)
+{
+	JwtFields  *f = state;
+
+	if (f->depth == 1)
+		f->field = fname;
+}
+
+static void
+set_string(JwtFields *f, char **target, char *token, JsonTokenType type)
+{
+	if (type != JSON_TOKEN_STRING || *target != NULL)
+		f->bad = true;			/* wrong type, or a duplicate member */
+	else
+		*target = token;
+}
+
+static void
+set_number(JwtFields *f, bool *has, double *target, char *token, JsonTokenType type)
+{
+	char	   *end;
+	double		v;
+
+	if (type != JSON_TOKEN_NUMBER || *has)
+	{
+		f->bad = true;
+		return;
+	}
+	errno = 0;
+	v = strtod(token, &end);
+	if (*end != '\0' || errno != 0 || !isfinite(v))
+	{
+		f->bad = true;
+		return;
+	}
+	*has = true;
+	*target = v;
+}
+
+static void
+fields_scalar(void *state, char *token, JsonTokenType type)
+{
+	JwtFields  *f = state;
+	const char *field = f->field;
+
+	if (type == JSON_TOKEN_NUMBER && strlen(token) > JWT_MAX_NUMBER_LEN)
+	{
+		f->bad = true;			/* keeps the later jsonb conversion safe */
+		return;
+	}
+	if (f->depth == 0)
+	{
+		f->bad = true;			/* a bare scalar, not an object */
+		return;
+	}
+	if (field == NULL)
+		return;
+
+	if (f->depth == 2 && strcmp(field, "aud") == 0)
+	{
+		/* an element of an aud array */
+		if (type != JSON_TOKEN_STRING)
+			f->bad = true;
+		else if (strcmp(token, sessmgr_jwt_audience) == 0)
+			f->aud_matches = true;
+		return;
+	}
+	if (f->depth != 1)
+		return;
+
+	if (strcmp(field, "alg") == 0)
+		set_string(f, &f->alg, token, type);
+	else if (strcmp(field, "kid") == 0)
+		set_string(f, &f->kid, token, type);
+	else if (strcmp(field, "sub") == 0)
+		set_string(f, &f->sub, token, type);
+	else if (strcmp(field, "sid") == 0)
+		set_string(f, &f->sid, token, type);
+	else if (strcmp(field, "gen") == 0)
+		set_string(f, &f->gen, token, type);
+	else if (strcmp(field, "iss") == 0)
+		set_string(f, &f->iss, token, type);
+	else if (strcmp(field, "role") == 0)
+		set_string(f, &f->role, token, type);
+	else if (strcmp(field, "exp") == 0)
+		set_number(f, &f->has_exp, &f->exp, token, type);
+	else if (strcmp(field, "nbf") == 0)
+		set_number(f, &f->has_nbf, &f->nbf, token, type);
+	else if (strcmp(field, "iat") == 0)
+		set_number(f, &f->has_iat, &f->iat, token, type);
+	else if (strcmp(field, "aud") == 0)
+	{
+		if (type != JSON_TOKEN_STRING || f->has_aud)
+			f->bad = true;
+		else if (strcmp(token, sessmgr_jwt_audience) == 0)
+			f->aud_matches = true;
+		f->has_aud = true;
+	}
+}
+
+static void
+fields_aud_array_start(void *state)
+{
+	JwtFields  *f = state;
+
+	if (f->depth == 1 && f->field != NULL && strcmp(f->field, "aud") == 0)
+	{
+		if (f->has_aud)
+			f->bad = true;
+		f->has_aud = true;
+	}
+	fields_array_start(state);
+}
+
+/*
+ * Whether text is a JSON object we are willing to parse: valid UTF-8 without
+ * NUL bytes, nested at most JWT_MAX_DEPTH deep (the JSON parser recurses and
+ * would raise "stack depth limit exceeded" on hostile nesting).
+ */
+static bool
+json_text_acceptable(const char *text, int len)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	if (memchr(text, '\0', len) != NULL ||
+		!pg_verify_mbstr(PG_UTF8, text, len, true))
+		return false;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = text[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > JWT_MAX_DEPTH)
+				return false;
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return true;
+}
+
+/* Parse a JSON object into fields; false for anything unacceptable. */
+static bool
+parse_fields(char *text, int len, JwtFields *fields)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+
+	memset(fields, 0, sizeof(*fields));
+	if (!json_text_acceptable(text, len))
+		return false;
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = fields;
+	sem.object_start = fields_object_start;
+	sem.object_end = fields_object_end;
+	sem.array_start = fields_aud_array_start;
+	sem.array_end = fields_array_end;
+	sem.object_field_start = fields_field_start;
+	sem.scalar = fields_scalar;
+
+	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, true);
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
+		return false;
+	return fields->top_is_object && !fields->bad;
+}
+
+/* Decode one base64url segment of a token into a NUL-terminated string. */
+static char *
+decode_segment(const char *start, int len, int *outlen)
+{
+	char	   *buf = palloc(len * 3 / 4 + 4);
+	int			n = SessmgrBase64UrlDecode(start, len, (uint8 *) buf, len * 3 / 4 + 3);
+
+	if (n < 0)
+		return NULL;
+	buf[n] = '\0';
+	*outlen = n;
+	return buf;
+}
+
+static bool
+parse_gen(const char *text, int64 *gen)
+{
+	uint64		v = 0;
+
+	if (strlen(text) != 16)
+		return false;
+	for (int i = 0; i < 16; i++)
+	{
+		int			c = text[i];
+		int			d;
+
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return false;
+		v = (v << 4) | d;
+	}
+	*gen = (int64) v;
+	return true;
+}
+
+/*
+ * Check the claims of an access token against the clock, the configured
+ * audience and issuer, and the state of its session; touch the session
+ * when due.  Fills *row.
+ */
+static bool
+claims_check_out(const JwtFields *claims, SessmgrSessionRow *row)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	double		now_secs = (double) unix_seconds(GetCurrentTimestamp());
+	pg_uuid_t	sid;
+	int64		gen;
+
+	if (!claims->has_exp || now_secs > claims->exp + JWT_LEEWAY_SECS)
+		return false;
+	if (claims->has_nbf && now_secs < claims->nbf - JWT_LEEWAY_SECS)
+		return false;
+	if (claims->has_iat && claims->iat > now_secs + JWT_LEEWAY_SECS)
+		return false;
+	if (sessmgr_jwt_audience[0] != '\0' && !claims->aud_matches)
+		return false;
+	if (sessmgr_jwt_issuer[0] != '\0' &&
+		(claims->iss == NULL || strcmp(claims->iss, sessmgr_jwt_issuer) != 0))
+		return false;
+
+	if (claims->sid == NULL || claims->sub == NULL || claims->gen == NULL ||
+		!SessmgrParseUuid(claims->sid, &sid) || !parse_gen(claims->gen, &gen))
+		return false;
+	if (!SessmgrFetchSession(&sid, row) ||
+		!SessmgrSessionRowIsLive(row, now) ||
+		strcmp(row->user_id, claims->sub) != 0 ||
+		!(gen == row->token_gen || (row->has_prev_gen && gen == row->prev_token_gen)))
+		return false;
+
+	return SessmgrTouchIfDue(row, now);
+}
+
+/*
+ * Verify an access token.  Returns the payload's JSON text (NUL-terminated)
+ * and fills *row when the token checks out, NULL otherwise.
+ */
+static char *
+verify_token(text *token, SessmgrSessionRow *row)
+{
+	const char *s = VARDATA_ANY(token);
+	int			len = VARSIZE_ANY_EXHDR(token);
+	const char *dot1;
+	const char *dot2;
+	char	   *header;
+	char	   *payload;
+	int			header_len;
+	int			payload_len;
+	uint8		sig[MAC_MAX_LEN + 4];
+	uint8		mac[MAC_MAX_LEN];
+	int			sig_len;
+	JwtFields	hdr;
+	JwtFields	claims;
+	const SigningKey *key;
+
+	dot1 = memchr(s, '.', len);
+	if (dot1 == NULL)
+		return NULL;
+	dot2 = memchr(dot1 + 1, '.', len - (dot1 + 1 - s));
+	if (dot2 == NULL || dot1 == s || dot2 == dot1 + 1 || dot2 == s + len - 1 ||
+		memchr(dot2 + 1, '.', len - (dot2 + 1 - s)) != NULL)
+		return NULL;
+
+	/* the header picks the key; the key, not the header, fixes the algorithm */
+	header = decode_segment(s, dot1 - s, &header_len);
+	if (header == NULL || !parse_fields(header, header_len, &hdr) || hdr.alg == NULL)
+		return NULL;
+	key = find_key(hdr.kid);
+	if (key == NULL || strcmp(hdr.alg, key->alg->name) != 0)
+		return NULL;
+
+	sig_len = SessmgrBase64UrlDecode(dot2 + 1, len - (dot2 + 1 - s), sig, sizeof(sig));
+	if (sig_len != key->alg->mac_len)
+		return NULL;
+	hmac(key, s, dot2 - s, mac);
+	if (!SessmgrConstantTimeEqual(mac, sig, sig_len))
+		return NULL;
+
+	payload = decode_segment(dot1 + 1, dot2 - (dot1 + 1), &payload_len);
+	if (payload == NULL || !parse_fields(payload, payload_len, &claims) ||
+		!claims_check_out(&claims, row))
+		return NULL;
+
+	return payload;
+}
+
+/*
+ * sessmgr.verify_access_token(jwt text) RETURNS jsonb
+ *
+ * The claims of an access token whose signature, algorithm, times,
+ * audience, issuer and session all check out; NULL for anything else.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_verify_access_token);
+Datum
+sessmgr_verify_access_token(PG_FUNCTION_ARGS)
+{
+	SessmgrSessionRow row;
+	char	   *payload;
+
+	if (PG_ARGISNULL(0) ||
+		toast_raw_datum_size(PG_GETARG_DATUM(0)) > VARHDRSZ + JWT_MAX_LEN)
+		PG_RETURN_NULL();
+
+	payload = verify_token(PG_GETARG_TEXT_PP(0), &row);
+	if (payload == NULL)
+		PG_RETURN_NULL();
+
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload)));
+}
+
+/*
+ * The claims PostgREST verified for this request, checked against the
+ * session: true when the request may go on, with *row filled when it
+ * carries a session.  Anonymous requests (no claims, or no sid and a role
+ * other than sessmgr.jwt_role) may go on without a session.
+ */
+bool
+SessmgrCheckRequestClaims(const char *claims_json, bool *has_session,
+						  SessmgrSessionRow *row)
+{
+	JwtFields	claims;
+	char	   *copy;
+	int			len;
+
+	*has_session = false;
+	if (claims_json == NULL || claims_json[0] == '\0')
+		return true;
+
+	len = strlen(claims_json);
+	if (len > JWT_MAX_LEN)
+		return false;
+	copy = pnstrdup(claims_json, len);
+	if (!parse_fields(copy, len, &claims))
+		return false;
+
+	/* without a session: fine for another role (anonymous), not for ours */
+	if (claims.sid == NULL)
+		return claims.role == NULL || strcmp(claims.role, sessmgr_jwt_role) != 0;
+
+	*has_session = true;
+	return claims_check_out(&claims, row);
+}
+
+/*
+ * sessmgr.signing_keys_changed() RETURNS trigger
+ *
+ * After any change to sessmgr.signing_keys: make every backend reload its
+ * key cache once the change commits.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_signing_keys_changed);
+Datum
+sessmgr_signing_keys_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"signing_keys_changed\" must be fired as a trigger")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * sessmgr.rotate_signing_key(algorithm text DEFAULT 'HS256') RETURNS text
+ *
+ * Add a new signing key, which signs from now on; older keys keep
+ * verifying until retired.  Returns the new key's kid.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_rotate_signing_key);
+Datum
+sessmgr_rotate_signing_key(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
+	Datum		values[3];
+	const char *alg_name = PG_ARGISNULL(0) ? "HS256" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const JwtAlgorithm *alg = find_algorithm(alg_name);
+	uint8		kid_raw[9];
+	char		kid[16];
+	bytea	   *secret;
+	SessmgrOwnerContext octx;
+
+	if (alg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unsupported signing algorithm \"%s\"", alg_name),
+				 errhint("Use HS256, HS384 or HS512.")));
+
+	secret = palloc(VARHDRSZ + 64);
+	SET_VARSIZE(secret, VARHDRSZ + 64);
+	if (!pg_strong_random(kid_raw, sizeof(kid_raw)) ||
+		!pg_strong_random(VARDATA(secret), 64))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random signing key")));
+	SessmgrBase64UrlEncode(kid_raw, sizeof(kid_raw), kid);
+
+	values[0] = CStringGetTextDatum(kid);
+	values[1] = CStringGetTextDatum(alg->name);
+	values[2] = PointerGetDatum(secret);
+
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SessmgrPreparePlan(&plan,
+					   "INSERT INTO sessmgr.signing_keys (kid, alg, secret)"
+					   " VALUES ($1, $2, $3)",
+					   3, types);
+	SessmgrExecPlan(plan, values, NULL, SPI_OK_INSERT);
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+
+	explicit_bzero(VARDATA(secret), 64);
+	PG_RETURN_TEXT_P(cstring_to_text(kid));
+}

@@ -1,0 +1,352 @@
+/*-------------------------------------------------------------------------
+ *
+ * refresh.c
+ *	  sessmgr.refresh(): rotating the session token, with reuse detection.
+ *
+ * Refreshing trades the presented session token for a new one and a new
+ * access token.  The old token stops working, except that the immediately
+ * previous token can be refreshed again within sessmgr.refresh_grace (two
+ * tabs refreshing at once).  Presenting any older token, or the previous one
+ * after the grace window, means two parties hold the session's tokens: the
+ * session is revoked (reason token_reuse) and the caller told so by a
+ * status, not an error, so that the revocation commits.
+ *
+ * Retired token hashes go to sessmgr.retired_tokens, so reuse is only ever
+ * detected for a token the session really had; a made-up secret for a known
+ * session id is just invalid and harms nobody.
+ *
+ * Concurrency: a refresh locks the user's row (share) and then the session
+ * row, like every writer (see triggers.c).  Two refreshes of one token
+ * queue on the session row; the second finds the token just rotated and
+ * goes through the grace path, rotating again, so only one line of tokens
+ * survives.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "sessmgr.h"
+
+typedef enum RefreshStatus
+{
+	REFRESH_OK,
+	REFRESH_INVALID,
+	REFRESH_EXPIRED,
+	REFRESH_REUSE_DETECTED
+} RefreshStatus;
+
+static const char *const status_names[] = {"ok", "invalid", "expired", "reuse_detected"};
+
+typedef struct LockedSession
+{
+	char		user_id[SESSMGR_MAX_USER_ID_BYTES + 1];
+	bool		revoked;
+	bool		live;
+	bool		has_prev;
+	uint8		token_hash[SESSMGR_HASH_LEN];
+	uint8		prev_token_hash[SESSMGR_HASH_LEN];
+	int64		token_gen;
+	TimestampTz rotated_at;
+	TimestampTz expires_at;
+} LockedSession;
+
+static bool
+copy_hash(Datum d, bool isnull, uint8 *out)
+{
+	bytea	   *b;
+
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != SESSMGR_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), SESSMGR_HASH_LEN);
+	return true;
+}
+
+/*
+ * Lock the session (after its user's row) and read what the refresh
+ * decides on.  Returns false if there is no such session.
+ */
+static bool
+lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
+{
+	static SPIPlanPtr read_plan = NULL;
+	static SPIPlanPtr lock_plan = NULL;
+	Oid			types[2] = {UUIDOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	Datum		owner_values[2];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = TimestampTzGetDatum(now);
+
+	SessmgrPreparePlan(&read_plan,
+					   "SELECT user_id FROM sessmgr.sessions"
+					   " WHERE id OPERATOR(pg_catalog.=) $1",
+					   1, types);
+	SessmgrExecPlan(read_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	owner_values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	owner_values[1] = values[1];
+	SessmgrLockOwner(owner_values, false);
+
+	SessmgrPreparePlan(&lock_plan,
+					   "SELECT user_id, revoked_at IS NOT NULL,"
+					   "       revoked_at IS NULL"
+					   "       AND expires_at OPERATOR(pg_catalog.>) $2"
+					   "       AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
+					   "           OPERATOR(pg_catalog.>) $2,"
+					   "       token_hash, prev_token_hash, token_gen, rotated_at, expires_at"
+					   "  FROM sessmgr.sessions"
+					   " WHERE id OPERATOR(pg_catalog.=) $1"
+					   "   FOR UPDATE",
+					   2, types);
+	SessmgrExecPlan(lock_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(row, desc, 1, &isnull)),
+						   s->user_id, sizeof(s->user_id));
+	s->revoked = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+	s->live = DatumGetBool(SPI_getbinval(row, desc, 3, &isnull));
+	(void) copy_hash(SPI_getbinval(row, desc, 4, &isnull), isnull, s->token_hash);
+	{
+		Datum		d = SPI_getbinval(row, desc, 5, &isnull);
+
+		s->has_prev = copy_hash(d, isnull, s->prev_token_hash);
+	}
+	s->token_gen = DatumGetInt64(SPI_getbinval(row, desc, 6, &isnull));
+	{
+		Datum		d = SPI_getbinval(row, desc, 7, &isnull);
+
+		s->rotated_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	}
+	s->expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 8, &isnull));
+	return true;
+}
+
+/* Whether a hash is one the session retired earlier. */
+static bool
+is_retired(const pg_uuid_t *id, const uint8 *hash)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {BYTEAOID, UUIDOID};
+	Datum		values[2];
+	bytea	   *h = palloc(VARHDRSZ + SESSMGR_HASH_LEN);
+
+	SET_VARSIZE(h, VARHDRSZ + SESSMGR_HASH_LEN);
+	memcpy(VARDATA(h), hash, SESSMGR_HASH_LEN);
+	values[0] = PointerGetDatum(h);
+	values[1] = UUIDPGetDatum(id);
+
+	SessmgrPreparePlan(&plan,
+					   "SELECT 1 FROM sessmgr.retired_tokens"
+					   " WHERE token_hash OPERATOR(pg_catalog.=) $1"
+					   "   AND session_id OPERATOR(pg_catalog.=) $2",
+					   2, types);
+	SessmgrExecPlan(plan, values, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+static bytea *
+hash_datum(const uint8 *hash)
+{
+	bytea	   *h = palloc(VARHDRSZ + SESSMGR_HASH_LEN);
+
+	SET_VARSIZE(h, VARHDRSZ + SESSMGR_HASH_LEN);
+	memcpy(VARDATA(h), hash, SESSMGR_HASH_LEN);
+	return h;
+}
+
+/*
+ * Replace the session's token: the current one becomes the previous one,
+ * the previous one is retired.  Refreshing counts as activity.
+ */
+static void
+rotate(const pg_uuid_t *id, const LockedSession *s, const uint8 *new_hash,
+	   int64 new_gen, TimestampTz now)
+{
+	static SPIPlanPtr retire_plan = NULL;
+	static SPIPlanPtr rotate_plan = NULL;
+	Oid			retire_types[3] = {BYTEAOID, UUIDOID, TIMESTAMPTZOID};
+	Oid			rotate_types[4] = {UUIDOID, BYTEAOID, INT8OID, TIMESTAMPTZOID};
+	Datum		values[4];
+	TimestampTz wall = GetCurrentTimestamp();
+
+	if (s->has_prev)
+	{
+		values[0] = PointerGetDatum(hash_datum(s->prev_token_hash));
+		values[1] = UUIDPGetDatum(id);
+		values[2] = TimestampTzGetDatum(wall);
+		SessmgrPreparePlan(&retire_plan,
+						   "INSERT INTO sessmgr.retired_tokens"
+						   " (token_hash, session_id, retired_at) VALUES ($1, $2, $3)"
+						   " ON CONFLICT DO NOTHING",
+						   3, retire_types);
+		SessmgrExecPlan(retire_plan, values, NULL, SPI_OK_INSERT);
+	}
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = PointerGetDatum(hash_datum(new_hash));
+	values[2] = Int64GetDatum(new_gen);
+	values[3] = TimestampTzGetDatum(now);
+	SessmgrPreparePlan(&rotate_plan,
+					   "UPDATE sessmgr.sessions"
+					   "   SET prev_token_hash = token_hash,"
+					   "       prev_token_gen = token_gen,"
+					   "       token_hash = $2,"
+					   "       token_gen = $3,"
+					   "       rotated_at = pg_catalog.clock_timestamp(),"
+					   "       last_active_at = GREATEST(last_active_at, $4)"
+					   " WHERE id OPERATOR(pg_catalog.=) $1",
+					   4, rotate_types);
+	SessmgrExecPlan(rotate_plan, values, NULL, SPI_OK_UPDATE);
+}
+
+/* Revoke the session whose token was reused; the trigger audits it. */
+static void
+revoke_for_reuse(const pg_uuid_t *id, const char *user_id, TimestampTz now)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	Datum		owner_values[2];
+
+	owner_values[0] = CStringGetTextDatum(user_id);
+	owner_values[1] = TimestampTzGetDatum(now);
+	SessmgrLockOwner(owner_values, true);
+
+	values[0] = UUIDPGetDatum(id);
+	SessmgrPreparePlan(&plan,
+					   "UPDATE sessmgr.sessions"
+					   "   SET revoked_at = pg_catalog.clock_timestamp(),"
+					   "       revoke_reason = 'token_reuse'"
+					   " WHERE id OPERATOR(pg_catalog.=) $1"
+					   "   AND revoked_at IS NULL",
+					   1, types);
+	SessmgrExecPlan(plan, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * sessmgr.refresh(token text)
+ *	 RETURNS TABLE (status text, session_id uuid, token text,
+ *					access_token text, expires_at timestamptz)
+ *
+ * Always one row.  status is ok (with the new token and access token),
+ * invalid, expired or reuse_detected (the session has just been revoked).
+ */
+PG_FUNCTION_INFO_V1(sessmgr_refresh);
+Datum
+sessmgr_refresh(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {
+		"status", "session_id", "token", "access_token", "expires_at"
+	};
+	static const Oid types[] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	static TupleDesc result_desc = NULL;
+	RefreshStatus status = REFRESH_INVALID;
+	SessmgrToken token;
+	uint8		hash[SESSMGR_HASH_LEN];
+	uint8		new_hash[SESSMGR_HASH_LEN];
+	char		new_token[SESSMGR_TOKEN_LEN + 1];
+	char	   *access_token = NULL;
+	int64		new_gen = 0;
+	LockedSession s;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz access_expires;
+	pg_uuid_t	session_id;
+	Datum		result[5];
+	bool		nulls[5] = {false, true, true, true, true};
+	text	   *arg;
+
+	SessmgrBeginResult(fcinfo);
+	if (result_desc == NULL)
+		result_desc = SessmgrResultDesc(5, names, types);
+
+	if (PG_ARGISNULL(0) ||
+		toast_raw_datum_size(PG_GETARG_DATUM(0)) != VARHDRSZ + SESSMGR_TOKEN_LEN ||
+		(arg = PG_GETARG_TEXT_PP(0),
+		 !SessmgrTokenDecode(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg), &token)))
+	{
+		result[0] = CStringGetTextDatum(status_names[REFRESH_INVALID]);
+		SessmgrReturnRow(fcinfo, result_desc, result, nulls);
+		PG_RETURN_NULL();
+	}
+
+	SessmgrTokenHash(&token, hash);
+	session_id = token.id;
+
+	{
+		SessmgrOwnerContext octx;
+
+		SessmgrBecomeOwner(&octx);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+
+		if (!lock_session(&token.id, now, &s) || s.revoked)
+			status = REFRESH_INVALID;
+		else if (!s.live)
+			status = REFRESH_EXPIRED;
+		else
+		{
+			bool		current = SessmgrConstantTimeEqual(hash, s.token_hash, SESSMGR_HASH_LEN);
+			bool		previous = s.has_prev &&
+				SessmgrConstantTimeEqual(hash, s.prev_token_hash, SESSMGR_HASH_LEN);
+			bool		in_grace = previous &&
+				GetCurrentTimestamp() - s.rotated_at <= (int64) sessmgr_refresh_grace * USECS_PER_SEC;
+
+			if (current || in_grace)
+			{
+				SessmgrTokenNewSecret(&token);
+				SessmgrTokenHash(&token, new_hash);
+				SessmgrTokenEncode(&token, new_token);
+				new_gen = SessmgrRandomGen();
+				rotate(&token.id, &s, new_hash, new_gen, now);
+				status = REFRESH_OK;
+			}
+			else if (previous || is_retired(&token.id, hash))
+			{
+				revoke_for_reuse(&token.id, s.user_id, now);
+				status = REFRESH_REUSE_DETECTED;
+			}
+			else
+				status = REFRESH_INVALID;
+		}
+
+		SPI_finish();
+		SessmgrRestoreUser(&octx);
+	}
+
+	result[0] = CStringGetTextDatum(status_names[status]);
+	if (status != REFRESH_INVALID)
+	{
+		result[1] = UUIDPGetDatum(&session_id);
+		nulls[1] = false;
+	}
+	if (status == REFRESH_OK)
+	{
+		access_token = SessmgrJwtSign(s.user_id, &session_id, new_gen, s.expires_at,
+									  &access_expires);
+		result[2] = CStringGetTextDatum(new_token);
+		result[3] = CStringGetTextDatum(access_token);
+		result[4] = TimestampTzGetDatum(s.expires_at);
+		nulls[2] = nulls[3] = nulls[4] = false;
+		explicit_bzero(new_token, sizeof(new_token));
+	}
+	explicit_bzero(&token, sizeof(token));
+
+	SessmgrReturnRow(fcinfo, result_desc, result, nulls);
+	PG_RETURN_NULL();
+}
