@@ -137,6 +137,16 @@ lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
 	return true;
 }
 
+static bytea *
+hash_datum(const uint8 *hash)
+{
+	bytea	   *h = palloc(VARHDRSZ + SESSMGR_HASH_LEN);
+
+	SET_VARSIZE(h, VARHDRSZ + SESSMGR_HASH_LEN);
+	memcpy(VARDATA(h), hash, SESSMGR_HASH_LEN);
+	return h;
+}
+
 /* Whether a hash is one the session retired earlier. */
 static bool
 is_retired(const pg_uuid_t *id, const uint8 *hash)
@@ -144,11 +154,8 @@ is_retired(const pg_uuid_t *id, const uint8 *hash)
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {BYTEAOID, UUIDOID};
 	Datum		values[2];
-	bytea	   *h = palloc(VARHDRSZ + SESSMGR_HASH_LEN);
 
-	SET_VARSIZE(h, VARHDRSZ + SESSMGR_HASH_LEN);
-	memcpy(VARDATA(h), hash, SESSMGR_HASH_LEN);
-	values[0] = PointerGetDatum(h);
+	values[0] = PointerGetDatum(hash_datum(hash));
 	values[1] = UUIDPGetDatum(id);
 
 	SessmgrPreparePlan(&plan,
@@ -158,16 +165,6 @@ is_retired(const pg_uuid_t *id, const uint8 *hash)
 					   2, types);
 	SessmgrExecPlan(plan, values, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0;
-}
-
-static bytea *
-hash_datum(const uint8 *hash)
-{
-	bytea	   *h = palloc(VARHDRSZ + SESSMGR_HASH_LEN);
-
-	SET_VARSIZE(h, VARHDRSZ + SESSMGR_HASH_LEN);
-	memcpy(VARDATA(h), hash, SESSMGR_HASH_LEN);
-	return h;
 }
 
 /*

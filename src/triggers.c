@@ -117,24 +117,21 @@ sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
 	SessmgrExecPlan(owner_plan, values, NULL, SPI_OK_INSERT);
 
 	/* the user's active sessions, the first to go first */
+#define ACTIVE_SESSIONS_OF_USER \
+	"SELECT id FROM sessmgr.sessions" \
+	" WHERE user_id OPERATOR(pg_catalog.=) $1" \
+	"   AND revoked_at IS NULL" \
+	"   AND expires_at OPERATOR(pg_catalog.>) $2" \
+	"   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout" \
+	"       OPERATOR(pg_catalog.>) $2"
 	if (sessmgr_cap_policy == SESSMGR_CAP_EVICT_IDLE)
 		list_plan = SessmgrPreparePlan(&idle_plan,
-									   "SELECT id FROM sessmgr.sessions"
-									   " WHERE user_id OPERATOR(pg_catalog.=) $1"
-									   "   AND revoked_at IS NULL"
-									   "   AND expires_at OPERATOR(pg_catalog.>) $2"
-									   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
-									   "       OPERATOR(pg_catalog.>) $2"
+									   ACTIVE_SESSIONS_OF_USER
 									   " ORDER BY last_active_at, created_at, id",
 									   2, owner_types);
 	else
 		list_plan = SessmgrPreparePlan(&oldest_plan,
-									   "SELECT id FROM sessmgr.sessions"
-									   " WHERE user_id OPERATOR(pg_catalog.=) $1"
-									   "   AND revoked_at IS NULL"
-									   "   AND expires_at OPERATOR(pg_catalog.>) $2"
-									   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
-									   "       OPERATOR(pg_catalog.>) $2"
+									   ACTIVE_SESSIONS_OF_USER
 									   " ORDER BY created_at, id",
 									   2, owner_types);
 	SessmgrExecPlan(list_plan, values, NULL, SPI_OK_SELECT);
