@@ -23,7 +23,13 @@
  * evictions, revoke, revoke_all, the activity touch of validation) first
  * locks the user's session_owners row, then session rows.  One order means
  * no deadlock between, say, a login evicting a session and a logout of the
- * same session.
+ * same session.  Cleanup (src/cleanup.c) is the exception that proves it
+ * harmless: it locks only ended sessions and owner rows, always with SKIP
+ * LOCKED, so it never waits for a row lock and cannot close a cycle.
+ *
+ * Every ending (revocation or eviction) is announced with NOTIFY on the
+ * channel sessmgr_session_ended, delivered when the transaction commits,
+ * with a JSON payload naming the event, session, user and reason.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,16 +38,21 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "sessmgr.h"
+
+/* the NOTIFY channel of session endings; documented in the README */
+#define SESSMGR_ENDED_CHANNEL	"sessmgr_session_ended"
 
 static TriggerData *
 check_trigger_call(FunctionCallInfo fcinfo, const char *name)
@@ -228,11 +239,38 @@ sessmgr_sessions_guard_ended(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Announce that a session ended, for application caches and websocket
+ * servers.  NOTIFY delivers at commit, never for a transaction that rolls
+ * back.  The payload holds ids and the reason, never a token or its hash;
+ * with user ids of at most 256 bytes and reasons of 64 it stays far below
+ * NOTIFY's 8000-byte limit.
+ */
+static void
+notify_ended(const char *event, Datum session_id, Datum user_id, Datum reason)
+{
+	StringInfoData payload;
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"event\":");
+	escape_json(&payload, event);
+	appendStringInfoString(&payload, ",\"session_id\":");
+	escape_json(&payload, DatumGetCString(DirectFunctionCall1(uuid_out, session_id)));
+	appendStringInfoString(&payload, ",\"user_id\":");
+	escape_json(&payload, TextDatumGetCString(user_id));
+	appendStringInfoString(&payload, ",\"reason\":");
+	escape_json(&payload, TextDatumGetCString(reason));
+	appendStringInfoChar(&payload, '}');
+
+	Async_Notify(SESSMGR_ENDED_CHANNEL, payload.data);
+	pfree(payload.data);
+}
+
+/*
  * sessmgr.sessions_audit() RETURNS trigger
  *
  * AFTER INSERT, and AFTER UPDATE that ends a session: write the event row in
  * the same transaction, naming the role that called sessmgr (or ran the
- * statement).
+ * statement), and announce an ending (see notify_ended).
  */
 PG_FUNCTION_INFO_V1(sessmgr_sessions_audit);
 Datum
@@ -297,6 +335,9 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	SessmgrRestoreUser(&octx);
+
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		notify_ended(event, values[1], values[2], values[3]);
 
 	return PointerGetDatum(NULL);
 }
