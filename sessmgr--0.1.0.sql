@@ -286,6 +286,185 @@ COMMENT ON FUNCTION sessmgr.list_sessions(text, uuid) IS
 
 /* ---- cleanup, retention, change notifications, health ---- */
 
+/*
+ * Cleanup walks sessions in (expires_at, id) order and events in
+ * (occurred_at, id) order, a batch at a time, so that a run reads each row
+ * once (src/cleanup.c).  Neither column ever changes, and last_active_at
+ * stays out of every index, so the activity touch remains a HOT update.
+ */
+CREATE INDEX sessions_expires_at_idx ON sessmgr.sessions (expires_at, id);
+CREATE INDEX session_events_occurred_at_idx ON sessmgr.session_events (occurred_at, id);
+
+/* One row per cleanup run: when, by whom, and what it removed. */
+CREATE TABLE sessmgr.cleanup_runs (
+    id               bigint      GENERATED ALWAYS AS IDENTITY,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz,
+    sessions_removed bigint      NOT NULL DEFAULT 0,
+    events_removed   bigint      NOT NULL DEFAULT 0,
+    owners_removed   bigint      NOT NULL DEFAULT 0,
+    actor            name        NOT NULL,
+    CONSTRAINT cleanup_runs_pkey PRIMARY KEY (id)
+);
+
+COMMENT ON TABLE sessmgr.cleanup_runs IS
+    'Cleanup runs (kept for sessmgr.event_retention); finished_at is NULL while running or after a failure.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.cleanup_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.cleanup_runs_id_seq', '');
+
+CREATE PROCEDURE sessmgr.cleanup(
+    batch_size             integer DEFAULT 1000,
+    INOUT sessions_removed bigint  DEFAULT NULL,
+    INOUT events_removed   bigint  DEFAULT NULL,
+    INOUT owners_removed   bigint  DEFAULT NULL)
+    AS 'MODULE_PATHNAME', 'sessmgr_cleanup'
+    LANGUAGE C;
+
+COMMENT ON PROCEDURE sessmgr.cleanup(integer, bigint, bigint, bigint) IS
+    'Remove sessions ended longer ago than sessmgr.retention and events older than sessmgr.event_retention, in batches.';
+
+-- REVOKE ... ON ALL FUNCTIONS below does not cover procedures
+REVOKE ALL ON PROCEDURE sessmgr.cleanup(integer, bigint, bigint, bigint) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.schedule_cleanup(schedule text DEFAULT '*/5 * * * *') RETURNS bigint
+    AS 'MODULE_PATHNAME', 'sessmgr_schedule_cleanup'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.schedule_cleanup(text) IS
+    'Have pg_cron run CALL sessmgr.cleanup() in this database on a schedule; returns the job id.';
+
+CREATE FUNCTION sessmgr.unschedule_cleanup() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_unschedule_cleanup'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.unschedule_cleanup() IS
+    'Remove this database''s cleanup job from pg_cron; false if there was none.';
+
+/*
+ * DROP EXTENSION sessmgr must not leave pg_cron running a command that no
+ * longer exists.  ddl_command_start is the last moment the extension's own
+ * code still exists during its DROP.
+ */
+CREATE FUNCTION sessmgr.unschedule_cleanup_on_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_unschedule_cleanup_on_drop'
+    LANGUAGE C;
+
+CREATE EVENT TRIGGER sessmgr_unschedule_cleanup_on_drop
+    ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION sessmgr.unschedule_cleanup_on_drop();
+
+/*
+ * Health figures for monitoring, in one row.  Reads every session row (and
+ * no event row), so poll it every minute or so, not per request.
+ */
+CREATE FUNCTION sessmgr.stats(
+    OUT active_sessions                  bigint,
+    OUT users_with_active_sessions       bigint,
+    OUT max_sessions_per_user            bigint,
+    OUT p50_sessions_per_user            double precision,
+    OUT p95_sessions_per_user            double precision,
+    OUT oldest_active_session_created_at timestamptz,
+    OUT ended_last_24h                   jsonb,
+    OUT sessions_rows                    bigint,
+    OUT sessions_awaiting_cleanup        bigint,
+    OUT sessions_table_bytes             bigint,
+    OUT sessions_index_bytes             bigint,
+    OUT sessions_dead_tuples             bigint,
+    OUT events_table_bytes               bigint,
+    OUT events_index_bytes               bigint,
+    OUT events_dead_tuples               bigint,
+    OUT owners_table_bytes               bigint,
+    OUT owners_dead_tuples               bigint,
+    OUT last_cleanup_started_at          timestamptz,
+    OUT last_cleanup_finished_at         timestamptz,
+    OUT last_cleanup_sessions_removed    bigint,
+    OUT last_cleanup_events_removed      bigint,
+    OUT last_cleanup_owners_removed      bigint,
+    OUT notification_queue_usage         double precision)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retention interval;
+BEGIN
+    -- the sessmgr.* settings exist once the library is loaded in this backend
+    PERFORM sessmgr.current_session_id();
+    SELECT make_interval(secs => s.setting::double precision) INTO retention
+      FROM pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'sessmgr.retention';
+
+    WITH s AS (
+        SELECT x.user_id, x.created_at, x.revoked_at, x.revoke_reason, x.expires_at,
+               x.last_active_at OPERATOR(pg_catalog.+) x.idle_timeout AS idle_end
+          FROM sessmgr.sessions x
+    ), judged AS (
+        SELECT s.*,
+               (s.revoked_at IS NULL
+                AND s.expires_at OPERATOR(pg_catalog.>) now()
+                AND s.idle_end OPERATOR(pg_catalog.>) now()) AS live,
+               least(s.revoked_at, s.expires_at, s.idle_end) AS ended_at,
+               CASE WHEN s.revoked_at IS NOT NULL
+                         AND s.revoked_at OPERATOR(pg_catalog.<=) least(s.expires_at, s.idle_end)
+                    THEN 'revoked'
+                    WHEN s.idle_end OPERATOR(pg_catalog.<) s.expires_at THEN 'idle_timeout'
+                    ELSE 'absolute_timeout' END AS how
+          FROM s
+    ), per_user AS (
+        SELECT j.user_id, count(*) AS n FROM judged j WHERE j.live GROUP BY j.user_id
+    ), ended AS (
+        SELECT j.how, j.revoke_reason, count(*) AS n
+          FROM judged j
+         WHERE NOT j.live
+           AND j.ended_at OPERATOR(pg_catalog.>) (now() OPERATOR(pg_catalog.-) interval '24 hours')
+         GROUP BY j.how, j.revoke_reason
+    )
+    SELECT (SELECT count(*) FROM judged j WHERE j.live),
+           (SELECT count(*) FROM per_user),
+           (SELECT max(p.n) FROM per_user p),
+           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY p.n) FROM per_user p),
+           (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY p.n) FROM per_user p),
+           (SELECT min(j.created_at) FROM judged j WHERE j.live),
+           (SELECT jsonb_build_object(
+                'revoked', coalesce((SELECT jsonb_object_agg(e.revoke_reason, e.n)
+                                       FROM ended e WHERE e.how OPERATOR(pg_catalog.=) 'revoked'),
+                                    '{}'::jsonb),
+                'idle_timeout', coalesce((SELECT sum(e.n) FROM ended e
+                                           WHERE e.how OPERATOR(pg_catalog.=) 'idle_timeout'), 0),
+                'absolute_timeout', coalesce((SELECT sum(e.n) FROM ended e
+                                               WHERE e.how OPERATOR(pg_catalog.=) 'absolute_timeout'), 0))),
+           (SELECT count(*) FROM judged),
+           (SELECT count(*) FROM judged j
+             WHERE j.ended_at OPERATOR(pg_catalog.<) (now() OPERATOR(pg_catalog.-) retention))
+      INTO active_sessions, users_with_active_sessions, max_sessions_per_user,
+           p50_sessions_per_user, p95_sessions_per_user, oldest_active_session_created_at,
+           ended_last_24h, sessions_rows, sessions_awaiting_cleanup;
+
+    sessions_table_bytes := pg_table_size('sessmgr.sessions');
+    sessions_index_bytes := pg_indexes_size('sessmgr.sessions');
+    sessions_dead_tuples := pg_stat_get_dead_tuples('sessmgr.sessions'::regclass);
+    events_table_bytes := pg_table_size('sessmgr.session_events');
+    events_index_bytes := pg_indexes_size('sessmgr.session_events');
+    events_dead_tuples := pg_stat_get_dead_tuples('sessmgr.session_events'::regclass);
+    owners_table_bytes := pg_table_size('sessmgr.session_owners');
+    owners_dead_tuples := pg_stat_get_dead_tuples('sessmgr.session_owners'::regclass);
+
+    -- the last run that finished: a run that failed never does
+    SELECT r.started_at, r.finished_at, r.sessions_removed, r.events_removed, r.owners_removed
+      INTO last_cleanup_started_at, last_cleanup_finished_at, last_cleanup_sessions_removed,
+           last_cleanup_events_removed, last_cleanup_owners_removed
+      FROM sessmgr.cleanup_runs r
+     WHERE r.finished_at IS NOT NULL
+     ORDER BY r.finished_at DESC
+     LIMIT 1;
+
+    notification_queue_usage := pg_notification_queue_usage();
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.stats() IS
+    'Health figures: active sessions, per-user spread, recent endings, sizes, dead tuples, last cleanup.';
+
 /* ---- access tokens, refresh rotation, PostgREST exposure ---- */
 
 /*
