@@ -25,7 +25,8 @@ export PG_CONFIG="$PG_BIN/pg_config"
 # Debian packages the harness needs (server, headers, pg_cron, pgTAP, TAP deps).
 SESSMGR_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
-	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc
+	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libdbd-pg-perl libcrypt-jwt-perl
+	make gcc
 )
 
 _SESSMGR_DIRS=()         # temp dirs of the clusters started by this shell
