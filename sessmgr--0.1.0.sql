@@ -591,20 +591,33 @@ SELECT sessmgr.rotate_signing_key();
  * Helpers for the PostgREST endpoints (not exposed: they live in sessmgr).
  */
 
--- The client address: the first X-Forwarded-For hop when trusted, else NULL.
+/*
+ * The client address of a PostgREST request: with N trusted proxies that
+ * each append the address they saw to X-Forwarded-For, the N-th hop from the
+ * right (what the outermost trusted proxy saw), or the leftmost hop when
+ * there are fewer.  Hops before it were sent by the client and prove
+ * nothing.  NULL when no proxy is trusted or the hop is not an address.
+ */
 CREATE FUNCTION sessmgr.request_ip() RETURNS inet
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    trusted int := coalesce(current_setting('sessmgr.trusted_proxies', true)::int, 0);
+    hops text[];
     hop text;
 BEGIN
-    IF NOT coalesce(current_setting('sessmgr.trust_forwarded_for', true)::boolean, false) THEN
+    IF trusted OPERATOR(pg_catalog.<=) 0 THEN
         RETURN NULL;
     END IF;
-    hop := btrim(split_part(nullif(current_setting('request.headers', true), '')::json
-                            ->> 'x-forwarded-for', ',', 1));
-    IF hop IS NULL OR hop OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}$' THEN
+    hops := string_to_array(nullif(current_setting('request.headers', true), '')::json
+                            ->> 'x-forwarded-for', ',');
+    IF coalesce(cardinality(hops), 0) OPERATOR(pg_catalog.=) 0 THEN
+        RETURN NULL;
+    END IF;
+    hop := btrim(hops[greatest(1, cardinality(hops) OPERATOR(pg_catalog.-) trusted
+                                  OPERATOR(pg_catalog.+) 1)]);
+    IF hop OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}$' THEN
         RETURN NULL;
     END IF;
     RETURN hop::inet;
@@ -632,7 +645,8 @@ AS $$
                    '__Host-sessmgr_refresh=' OPERATOR(pg_catalog.||) coalesce($1, '')
                    OPERATOR(pg_catalog.||) '; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age='
                    OPERATOR(pg_catalog.||) CASE WHEN $1 IS NULL THEN 0
-                        ELSE greatest(0, ceil(extract(epoch FROM $2 OPERATOR(pg_catalog.-) now())))::bigint
+                        ELSE greatest(0, floor(extract(epoch FROM $2 OPERATOR(pg_catalog.-)
+                                                       clock_timestamp())))::bigint
                         END::text))::text,
                true)
 $$;
@@ -655,7 +669,8 @@ BEGIN
         'token_type', 'Bearer',
         'expires_in', least((SELECT setting::bigint FROM pg_settings
                               WHERE name OPERATOR(pg_catalog.=) 'sessmgr.access_token_ttl'),
-                             ceil(extract(epoch FROM expires_at OPERATOR(pg_catalog.-) now()))::bigint),
+                             floor(extract(epoch FROM expires_at OPERATOR(pg_catalog.-)
+                                                   clock_timestamp()))::bigint),
         'refresh_token', CASE WHEN cookie THEN NULL ELSE token END,
         'session_expires_at', expires_at));
 END
@@ -677,11 +692,16 @@ RETURNS json
 AS $$
 DECLARE
     s record;
+    ua text := nullif(current_setting('request.headers', true), '')::json ->> 'user-agent';
 BEGIN
+    -- a user agent over the column's 2048 bytes is cut, on a character boundary
+    ua := left(ua, 2048);
+    WHILE octet_length(ua) OPERATOR(pg_catalog.>) 2048 LOOP
+        ua := left(ua, -greatest(1, (octet_length(ua) OPERATOR(pg_catalog.-) 2048)
+                                    OPERATOR(pg_catalog./) 4));
+    END LOOP;
     SELECT * INTO s
-      FROM sessmgr.issue(issue_from_request.user_id, issue_from_request.device_name,
-                         left(nullif(current_setting('request.headers', true), '')::json
-                              ->> 'user-agent', 2048),
+      FROM sessmgr.issue(issue_from_request.user_id, issue_from_request.device_name, ua,
                          sessmgr.request_ip(), issue_from_request.location,
                          issue_from_request.remember, issue_from_request.metadata);
     RETURN sessmgr.session_response(s.session_id, s.token, s.access_token, s.expires_at,

@@ -34,7 +34,7 @@ char	   *sessmgr_jwt_audience = NULL;
 char	   *sessmgr_jwt_issuer = NULL;
 int			sessmgr_access_token_ttl = 900;
 int			sessmgr_refresh_grace = 10;
-bool		sessmgr_trust_forwarded_for = false;
+int			sessmgr_trusted_proxies = 0;
 
 static const struct config_enum_entry cap_policy_options[] = {
 	{"evict_oldest", SESSMGR_CAP_EVICT_OLDEST, false},
@@ -234,13 +234,14 @@ SessmgrDefineSettings(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	DefineCustomBoolVariable("sessmgr.trust_forwarded_for",
-							 "Take the client address of PostgREST requests from X-Forwarded-For.",
-							 "Turn on only behind a proxy that sets the header; clients can forge it.",
-							 &sessmgr_trust_forwarded_for,
-							 false,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
+	DefineCustomIntVariable("sessmgr.trusted_proxies",
+							"Number of reverse proxies in front of PostgREST that append to X-Forwarded-For.",
+							"The client address of a request is the hop that many places from the "
+							"right; 0 records no address.",
+							&sessmgr_trusted_proxies,
+							0, 0, 16,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("sessmgr");
 }

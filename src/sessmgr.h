@@ -83,7 +83,7 @@ extern char *sessmgr_jwt_audience;
 extern char *sessmgr_jwt_issuer;
 extern int	sessmgr_access_token_ttl;
 extern int	sessmgr_refresh_grace;
-extern bool sessmgr_trust_forwarded_for;
+extern int	sessmgr_trusted_proxies;
 
 extern void SessmgrDefineSettings(void);
 extern void SessmgrCheckSettings(bool remember);
