@@ -22,10 +22,12 @@ export SESSMGR_ROOT
 export PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 export PG_CONFIG="$PG_BIN/pg_config"
 
-# Debian packages the harness needs (server, headers, pg_cron, pgTAP, TAP deps).
+# Debian packages the harness needs (server, headers, pg_cron, pgTAP, TAP deps;
+# DBD::Pg and pgbouncer for the cluster TAP tests in test/t/02x_*.pl).
 SESSMGR_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc
+	libdbd-pg-perl pgbouncer
 )
 
 _SESSMGR_DIRS=()         # temp dirs of the clusters started by this shell
