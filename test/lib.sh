@@ -22,11 +22,12 @@ export SESSMGR_ROOT
 export PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 export PG_CONFIG="$PG_BIN/pg_config"
 
-# Debian packages the harness needs (server, headers, pg_cron, pgTAP, TAP deps).
+# Debian packages the harness needs (server, headers, pg_cron, pgTAP, TAP deps;
+# DBD::Pg, Crypt::JWT and pgbouncer for the TAP tests in test/t/).
 SESSMGR_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libdbd-pg-perl libcrypt-jwt-perl
-	make gcc
+	pgbouncer make gcc
 )
 
 _SESSMGR_DIRS=()         # temp dirs of the clusters started by this shell
