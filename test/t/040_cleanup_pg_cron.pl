@@ -8,7 +8,10 @@
 #   - pg_cron itself runs both jobs to success (cron.job_run_details), and
 #     they remove what has outlived its retention: one wait of at most about
 #     a minute, since pg_cron 1.4 schedules by the minute;
-#   - DROP EXTENSION sessmgr removes the job, and only if the DROP commits;
+#   - an administrator who is not a superuser can schedule it, with
+#     pg_cron's grants;
+#   - DROP EXTENSION sessmgr removes the job (whoever scheduled it), and
+#     only if the DROP commits;
 #   - clear errors when pg_cron is not installed where it must be, and for a
 #     role that cannot log in.
 use strict;
@@ -138,7 +141,33 @@ is($node->safe_psql('app', 'SELECT sessmgr.unschedule_cleanup()'),
 is($node->safe_psql('app', 'SELECT sessmgr.unschedule_cleanup()'),
 	'f', '... and says so when there is none');
 like(jobs(), qr/\Asessmgr_cleanup_postgres [^\n]*\z/, '... leaving the other database\'s job');
-$node->safe_psql('app', 'SELECT sessmgr.schedule_cleanup()');
+
+# -- an administrator who is not a superuser --------------------------------
+
+# pg_cron's own grants in its database, sessmgr's in the other
+$node->safe_psql(
+	'postgres', q{
+	CREATE ROLE janitor LOGIN;
+	GRANT USAGE ON SCHEMA cron TO janitor;
+	GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean)
+	   TO janitor;
+});
+$node->safe_psql(
+	'app', q{
+	GRANT USAGE ON SCHEMA sessmgr TO janitor;
+	GRANT EXECUTE ON FUNCTION sessmgr.schedule_cleanup(text), sessmgr.unschedule_cleanup()
+	   TO janitor;
+	GRANT EXECUTE ON PROCEDURE sessmgr.cleanup(integer, bigint, bigint, bigint) TO janitor;
+});
+my @as_janitor = (extra_params => [ '-U', 'janitor' ]);
+like($node->safe_psql('app', 'SELECT sessmgr.schedule_cleanup()', @as_janitor),
+	qr/^\d+$/, 'a granted administrator schedules the job from another database');
+is( $node->safe_psql(
+		'postgres', q{SELECT username FROM cron.job WHERE jobname = 'sessmgr_cleanup_app'}),
+	'janitor', '... and pg_cron will run it as that role');
+is($node->safe_psql('app', 'SELECT sessmgr.unschedule_cleanup()', @as_janitor),
+	't', '... who can unschedule it again');
+$node->safe_psql('app', 'SELECT sessmgr.schedule_cleanup()', @as_janitor);
 
 # -- DROP EXTENSION --------------------------------------------------------
 
