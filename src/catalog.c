@@ -25,6 +25,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -262,6 +263,19 @@ SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Whether rows are arriving through COPY FROM: a restore of a dump
+ * (pg_restore and plain pg_dump scripts load the extension's tables with
+ * COPY) or an administrator's bulk load.  Such rows are history, not new
+ * sessions: the cap and the audit trail leave them alone, and the dump's own
+ * session_owners and session_events rows arrive the same way.
+ */
+bool
+SessmgrLoadingByCopy(void)
+{
+	return ActivePortal != NULL && ActivePortal->commandTag == CMDTAG_COPY;
 }
 
 /* An interval as microseconds, with a month counted as 30 days. */

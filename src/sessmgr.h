@@ -151,6 +151,7 @@ extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked,
 								 TimestampTz last_active_at,
 								 const Interval *idle_timeout);
 extern int64 SessmgrIntervalUsecs(const Interval *interval);
+extern bool SessmgrLoadingByCopy(void);
 extern void SessmgrCheckText(text *value, const char *what, int max_bytes);
 
 /* result.c */

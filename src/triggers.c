@@ -103,6 +103,10 @@ sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "sessions_enforce_cap must be fired BEFORE INSERT");
 
+	/* restored history is not a new session (see SessmgrLoadingByCopy) */
+	if (SessmgrLoadingByCopy())
+		return PointerGetDatum(tuple);
+
 	/* a row without a user, or already ended, is for the constraints */
 	values[0] = get_attr(tuple, rel, "user_id", &isnull);
 	if (isnull)
@@ -291,6 +295,10 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 
 	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event))
 		elog(ERROR, "sessions_audit must be fired AFTER INSERT or UPDATE");
+
+	/* a restore brings its own events (see SessmgrLoadingByCopy) */
+	if (SessmgrLoadingByCopy())
+		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
