@@ -38,8 +38,8 @@ all:
 	@exit 1
 endif
 
-# every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/sessmgr.h
+# every object depends on the shared headers (PGXS tracks no header dependencies)
+$(OBJS): src/sessmgr.h src/parse.h
 
 .PHONY: demo test bench
 
