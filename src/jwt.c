@@ -34,6 +34,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -49,6 +50,12 @@
 #define JWT_LEEWAY_SECS		30
 #define KID_MAX_LEN			64
 #define MAC_MAX_LEN			64
+
+/*
+ * Outside a UTF8 database the JSON lexer raises an error for a \u escape it
+ * cannot convert to the database encoding: refuse such escapes beforehand.
+ */
+#define JSON_ASCII_ESCAPES_ONLY	(GetDatabaseEncoding() != PG_UTF8)
 
 typedef struct JwtAlgorithm
 {
@@ -392,7 +399,10 @@ verify_token(text *token, SessmgrSessionRow *row)
 
 	/* the header picks the key; the key, not the header, fixes the algorithm */
 	header = SessmgrJwtDecodeSegment(s, dot1 - s, &header_len);
-	if (header == NULL || !SessmgrJwtParseFields(header, header_len, sessmgr_jwt_audience, &hdr) || hdr.alg == NULL)
+	if (header == NULL ||
+		!SessmgrJwtParseFields(header, header_len, sessmgr_jwt_audience,
+							   JSON_ASCII_ESCAPES_ONLY, &hdr) ||
+		hdr.alg == NULL)
 		return NULL;
 	key = find_key(hdr.kid);
 	if (key == NULL || strcmp(hdr.alg, key->alg->name) != 0)
@@ -406,7 +416,9 @@ verify_token(text *token, SessmgrSessionRow *row)
 		return NULL;
 
 	payload = SessmgrJwtDecodeSegment(dot1 + 1, dot2 - (dot1 + 1), &payload_len);
-	if (payload == NULL || !SessmgrJwtParseFields(payload, payload_len, sessmgr_jwt_audience, &claims) ||
+	if (payload == NULL ||
+		!SessmgrJwtParseFields(payload, payload_len, sessmgr_jwt_audience,
+							   JSON_ASCII_ESCAPES_ONLY, &claims) ||
 		!claims_check_out(&claims, row))
 		return NULL;
 
@@ -459,7 +471,8 @@ SessmgrCheckRequestClaims(const char *claims_json, bool *has_session,
 	if (len > JWT_MAX_LEN)
 		return false;
 	copy = pnstrdup(claims_json, len);
-	if (!SessmgrJwtParseFields(copy, len, sessmgr_jwt_audience, &claims))
+	if (!SessmgrJwtParseFields(copy, len, sessmgr_jwt_audience,
+							   JSON_ASCII_ESCAPES_ONLY, &claims))
 		return false;
 
 	/* without a session: fine for another role (anonymous), not for ours */

@@ -19,6 +19,7 @@
 #include "postgres.h"
 #endif
 
+#include <ctype.h>
 #include <math.h>
 
 #include "common/jsonapi.h"
@@ -402,12 +403,28 @@ fields_aud_array_start(void *state)
 }
 
 /*
+ * Whether the \uXXXX escape starting at p (n bytes left) stands for an ASCII
+ * character, U+0001 to U+007F (U+0000 the JSON lexer refuses by itself).
+ */
+static bool
+ascii_escape(const char *p, int n)
+{
+	return n >= 6 && p[0] == '\\' && p[1] == 'u' && p[2] == '0' && p[3] == '0' &&
+		p[4] >= '0' && p[4] <= '7' && isxdigit((unsigned char) p[5]);
+}
+
+/*
  * Whether text is a JSON object we are willing to parse: valid UTF-8 without
  * NUL bytes, nested at most JWT_MAX_DEPTH deep (the JSON parser recurses and
  * would raise "stack depth limit exceeded" on hostile nesting).
+ *
+ * With ascii_escapes_only, a \u escape of a character beyond ASCII is refused
+ * too: in a database whose encoding is not UTF8 the backend's JSON lexer
+ * converts such a character to that encoding and raises an error where it
+ * cannot (any of them in SQL_ASCII).
  */
 bool
-SessmgrJsonTextAcceptable(const char *text, int len)
+SessmgrJsonTextAcceptable(const char *text, int len, bool ascii_escapes_only)
 {
 	int			depth = 0;
 	bool		in_string = false;
@@ -423,7 +440,12 @@ SessmgrJsonTextAcceptable(const char *text, int len)
 		if (in_string)
 		{
 			if (c == '\\')
+			{
+				if (ascii_escapes_only && i + 1 < len && text[i + 1] == 'u' &&
+					!ascii_escape(text + i, len - i))
+					return false;
 				i++;
+			}
 			else if (c == '"')
 				in_string = false;
 		}
@@ -443,16 +465,18 @@ SessmgrJsonTextAcceptable(const char *text, int len)
 /*
  * Parse a JSON object into fields; false for anything unacceptable.  An aud
  * claim matches when it is, or an array holding, the string audience.
+ * ascii_escapes_only: see SessmgrJsonTextAcceptable.
  */
 bool
-SessmgrJwtParseFields(char *text, int len, const char *audience, JwtFields *fields)
+SessmgrJwtParseFields(char *text, int len, const char *audience,
+					  bool ascii_escapes_only, JwtFields *fields)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
 
 	memset(fields, 0, sizeof(*fields));
 	fields->audience = audience;
-	if (!SessmgrJsonTextAcceptable(text, len))
+	if (!SessmgrJsonTextAcceptable(text, len, ascii_escapes_only))
 		return false;
 
 	memset(&sem, 0, sizeof(sem));

@@ -72,9 +72,10 @@ extern int	SessmgrBase64UrlEncode(const uint8 *src, int len, char *dst);
 extern int	SessmgrBase64UrlDecode(const char *src, int len, uint8 *dst, int dstlen);
 extern bool SessmgrParseUuid(const char *text, pg_uuid_t *uuid);
 extern bool SessmgrParseGen(const char *text, int64 *gen);
-extern bool SessmgrJsonTextAcceptable(const char *text, int len);
+extern bool SessmgrJsonTextAcceptable(const char *text, int len,
+									  bool ascii_escapes_only);
 extern bool SessmgrJwtParseFields(char *text, int len, const char *audience,
-								  JwtFields *fields);
+								  bool ascii_escapes_only, JwtFields *fields);
 extern char *SessmgrJwtDecodeSegment(const char *start, int len, int *outlen);
 
 #endif							/* SESSMGR_PARSE_H */
