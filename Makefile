@@ -6,6 +6,8 @@
 #                   throwaway cluster
 #   make test       install what is missing, then run every test suite on a
 #                   throwaway cluster
+#   make fuzz       fuzz the parsers of untrusted text (fuzz/), FUZZ_SECONDS
+#                   (default 60) per target
 
 EXTENSION = sessmgr
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" sessmgr.control)
@@ -25,7 +27,7 @@ REGRESS_OPTS = --load-extension=sessmgr
 ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=sessmgr
 
-EXTRA_CLEAN = output_iso results regression.diffs regression.out tmp_check
+EXTRA_CLEAN = output_iso results regression.diffs regression.out tmp_check fuzz/build
 
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -38,10 +40,10 @@ all:
 	@exit 1
 endif
 
-# every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/sessmgr.h
+# every object depends on the shared headers (PGXS tracks no header dependencies)
+$(OBJS): src/sessmgr.h src/parse.h
 
-.PHONY: demo test bench
+.PHONY: demo test bench fuzz
 
 demo:
 	bash test/demo.sh
@@ -51,3 +53,6 @@ test:
 
 bench:
 	bash bench/run.sh $(BENCH_ARGS)
+
+fuzz:
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" bash fuzz/run.sh fuzz $(FUZZ_TARGETS)

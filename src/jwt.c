@@ -19,20 +19,19 @@
  * and never chooses how a token is checked.  "none" has no key.
  *
  * Verification never raises for a bad token.  Untrusted JSON is bounded in
- * size and nesting before it is parsed with the non-throwing JSON lexer.
+ * size and nesting before it is parsed with the non-throwing JSON lexer
+ * (parse.c, which is fuzzed on its own).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <math.h>
 #include <openssl/evp.h>
 
 #include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
-#include "common/jsonapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
@@ -48,11 +47,15 @@
 #include "sessmgr.h"
 
 #define JWT_MAX_LEN			8192
-#define JWT_MAX_DEPTH		8
-#define JWT_MAX_NUMBER_LEN	32
 #define JWT_LEEWAY_SECS		30
 #define KID_MAX_LEN			64
 #define MAC_MAX_LEN			64
+
+/*
+ * Outside a UTF8 database the JSON lexer raises an error for a \u escape it
+ * cannot convert to the database encoding: refuse such escapes beforehand.
+ */
+#define JSON_ASCII_ESCAPES_ONLY	(GetDatabaseEncoding() != PG_UTF8)
 
 typedef struct JwtAlgorithm
 {
@@ -328,285 +331,6 @@ SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id, int64 token_gen
 }
 
 /*
- * Parsing untrusted JSON.  The claims we need are top-level members; aud may
- * be an array of strings.
- */
-typedef struct JwtFields
-{
-	int			depth;
-	bool		bad;
-	bool		top_is_object;
-	const char *field;			/* current top-level member */
-	/* header */
-	char	   *alg;
-	char	   *kid;
-	/* payload */
-	char	   *sub;
-	char	   *sid;
-	char	   *gen;
-	char	   *iss;
-	char	   *role;
-	bool		has_exp;
-	bool		has_nbf;
-	bool		has_iat;
-	double		exp;
-	double		nbf;
-	double		iat;
-	bool		has_aud;
-	bool		aud_matches;
-} JwtFields;
-
-static void
-fields_object_start(void *state)
-{
-	JwtFields  *f = state;
-
-	if (f->depth == 0)
-		f->top_is_object = true;
-	f->depth++;
-}
-
-static void
-fields_object_end(void *state)
-{
-	((JwtFields *) state)->depth--;
-}
-
-static void
-fields_array_start(void *state)
-{
-	JwtFields  *f = state;
-
-	if (f->depth == 0)
-		f->bad = true;
-	f->depth++;
-}
-
-static void
-fields_array_end(void *state)
-{
-	((JwtFields *) state)->depth--;
-}
-
-static void
-fields_field_start(void *state, char *fname, bool isnull)
-{
-	JwtFields  *f = state;
-
-	if (f->depth == 1)
-		f->field = fname;
-}
-
-static void
-set_string(JwtFields *f, char **target, char *token, JsonTokenType type)
-{
-	if (type != JSON_TOKEN_STRING || *target != NULL)
-		f->bad = true;			/* wrong type, or a duplicate member */
-	else
-		*target = token;
-}
-
-static void
-set_number(JwtFields *f, bool *has, double *target, char *token, JsonTokenType type)
-{
-	char	   *end;
-	double		v;
-
-	if (type != JSON_TOKEN_NUMBER || *has)
-	{
-		f->bad = true;
-		return;
-	}
-	errno = 0;
-	v = strtod(token, &end);
-	if (*end != '\0' || errno != 0 || !isfinite(v))
-	{
-		f->bad = true;
-		return;
-	}
-	*has = true;
-	*target = v;
-}
-
-static void
-fields_scalar(void *state, char *token, JsonTokenType type)
-{
-	JwtFields  *f = state;
-	const char *field = f->field;
-
-	if (type == JSON_TOKEN_NUMBER && strlen(token) > JWT_MAX_NUMBER_LEN)
-	{
-		f->bad = true;			/* keeps the later jsonb conversion safe */
-		return;
-	}
-	if (f->depth == 0)
-	{
-		f->bad = true;			/* a bare scalar, not an object */
-		return;
-	}
-	if (field == NULL)
-		return;
-
-	if (f->depth == 2 && strcmp(field, "aud") == 0)
-	{
-		/* an element of an aud array */
-		if (type != JSON_TOKEN_STRING)
-			f->bad = true;
-		else if (strcmp(token, sessmgr_jwt_audience) == 0)
-			f->aud_matches = true;
-		return;
-	}
-	if (f->depth != 1)
-		return;
-
-	if (strcmp(field, "alg") == 0)
-		set_string(f, &f->alg, token, type);
-	else if (strcmp(field, "kid") == 0)
-		set_string(f, &f->kid, token, type);
-	else if (strcmp(field, "sub") == 0)
-		set_string(f, &f->sub, token, type);
-	else if (strcmp(field, "sid") == 0)
-		set_string(f, &f->sid, token, type);
-	else if (strcmp(field, "gen") == 0)
-		set_string(f, &f->gen, token, type);
-	else if (strcmp(field, "iss") == 0)
-		set_string(f, &f->iss, token, type);
-	else if (strcmp(field, "role") == 0)
-		set_string(f, &f->role, token, type);
-	else if (strcmp(field, "exp") == 0)
-		set_number(f, &f->has_exp, &f->exp, token, type);
-	else if (strcmp(field, "nbf") == 0)
-		set_number(f, &f->has_nbf, &f->nbf, token, type);
-	else if (strcmp(field, "iat") == 0)
-		set_number(f, &f->has_iat, &f->iat, token, type);
-	else if (strcmp(field, "aud") == 0)
-	{
-		if (type != JSON_TOKEN_STRING || f->has_aud)
-			f->bad = true;
-		else if (strcmp(token, sessmgr_jwt_audience) == 0)
-			f->aud_matches = true;
-		f->has_aud = true;
-	}
-}
-
-static void
-fields_aud_array_start(void *state)
-{
-	JwtFields  *f = state;
-
-	if (f->depth == 1 && f->field != NULL && strcmp(f->field, "aud") == 0)
-	{
-		if (f->has_aud)
-			f->bad = true;
-		f->has_aud = true;
-	}
-	fields_array_start(state);
-}
-
-/*
- * Whether text is a JSON object we are willing to parse: valid UTF-8 without
- * NUL bytes, nested at most JWT_MAX_DEPTH deep (the JSON parser recurses and
- * would raise "stack depth limit exceeded" on hostile nesting).
- */
-static bool
-json_text_acceptable(const char *text, int len)
-{
-	int			depth = 0;
-	bool		in_string = false;
-
-	if (memchr(text, '\0', len) != NULL ||
-		!pg_verify_mbstr(PG_UTF8, text, len, true))
-		return false;
-
-	for (int i = 0; i < len; i++)
-	{
-		char		c = text[i];
-
-		if (in_string)
-		{
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-		}
-		else if (c == '"')
-			in_string = true;
-		else if (c == '{' || c == '[')
-		{
-			if (++depth > JWT_MAX_DEPTH)
-				return false;
-		}
-		else if (c == '}' || c == ']')
-			depth--;
-	}
-	return true;
-}
-
-/* Parse a JSON object into fields; false for anything unacceptable. */
-static bool
-parse_fields(char *text, int len, JwtFields *fields)
-{
-	JsonLexContext *lex;
-	JsonSemAction sem;
-
-	memset(fields, 0, sizeof(*fields));
-	if (!json_text_acceptable(text, len))
-		return false;
-
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = fields;
-	sem.object_start = fields_object_start;
-	sem.object_end = fields_object_end;
-	sem.array_start = fields_aud_array_start;
-	sem.array_end = fields_array_end;
-	sem.object_field_start = fields_field_start;
-	sem.scalar = fields_scalar;
-
-	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, true);
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return false;
-	return fields->top_is_object && !fields->bad;
-}
-
-/* Decode one base64url segment of a token into a NUL-terminated string. */
-static char *
-decode_segment(const char *start, int len, int *outlen)
-{
-	char	   *buf = palloc(len * 3 / 4 + 4);
-	int			n = SessmgrBase64UrlDecode(start, len, (uint8 *) buf, len * 3 / 4 + 3);
-
-	if (n < 0)
-		return NULL;
-	buf[n] = '\0';
-	*outlen = n;
-	return buf;
-}
-
-static bool
-parse_gen(const char *text, int64 *gen)
-{
-	uint64		v = 0;
-
-	if (strlen(text) != 16)
-		return false;
-	for (int i = 0; i < 16; i++)
-	{
-		int			c = text[i];
-		int			d;
-
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else
-			return false;
-		v = (v << 4) | d;
-	}
-	*gen = (int64) v;
-	return true;
-}
-
-/*
  * Check the claims of an access token against the clock, the configured
  * audience and issuer, and the state of its session; touch the session
  * when due.  Fills *row.
@@ -632,7 +356,7 @@ claims_check_out(const JwtFields *claims, SessmgrSessionRow *row)
 		return false;
 
 	if (claims->sid == NULL || claims->sub == NULL || claims->gen == NULL ||
-		!SessmgrParseUuid(claims->sid, &sid) || !parse_gen(claims->gen, &gen))
+		!SessmgrParseUuid(claims->sid, &sid) || !SessmgrParseGen(claims->gen, &gen))
 		return false;
 	if (!SessmgrFetchSession(&sid, row) ||
 		!SessmgrSessionRowIsLive(row, now) ||
@@ -674,8 +398,11 @@ verify_token(text *token, SessmgrSessionRow *row)
 		return NULL;
 
 	/* the header picks the key; the key, not the header, fixes the algorithm */
-	header = decode_segment(s, dot1 - s, &header_len);
-	if (header == NULL || !parse_fields(header, header_len, &hdr) || hdr.alg == NULL)
+	header = SessmgrJwtDecodeSegment(s, dot1 - s, &header_len);
+	if (header == NULL ||
+		!SessmgrJwtParseFields(header, header_len, sessmgr_jwt_audience,
+							   JSON_ASCII_ESCAPES_ONLY, &hdr) ||
+		hdr.alg == NULL)
 		return NULL;
 	key = find_key(hdr.kid);
 	if (key == NULL || strcmp(hdr.alg, key->alg->name) != 0)
@@ -688,8 +415,10 @@ verify_token(text *token, SessmgrSessionRow *row)
 	if (!SessmgrConstantTimeEqual(mac, sig, sig_len))
 		return NULL;
 
-	payload = decode_segment(dot1 + 1, dot2 - (dot1 + 1), &payload_len);
-	if (payload == NULL || !parse_fields(payload, payload_len, &claims) ||
+	payload = SessmgrJwtDecodeSegment(dot1 + 1, dot2 - (dot1 + 1), &payload_len);
+	if (payload == NULL ||
+		!SessmgrJwtParseFields(payload, payload_len, sessmgr_jwt_audience,
+							   JSON_ASCII_ESCAPES_ONLY, &claims) ||
 		!claims_check_out(&claims, row))
 		return NULL;
 
@@ -742,7 +471,8 @@ SessmgrCheckRequestClaims(const char *claims_json, bool *has_session,
 	if (len > JWT_MAX_LEN)
 		return false;
 	copy = pnstrdup(claims_json, len);
-	if (!parse_fields(copy, len, &claims))
+	if (!SessmgrJwtParseFields(copy, len, sessmgr_jwt_audience,
+							   JSON_ASCII_ESCAPES_ONLY, &claims))
 		return false;
 
 	/* without a session: fine for another role (anonymous), not for ours */

@@ -22,18 +22,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-/*
- * Tokens look like "sessmgr_" followed by 64 base64url characters that
- * encode 48 bytes: the 16-byte session id (the non-secret selector) and a
- * 32-byte secret.  Only SHA-256(id || secret) is stored.
- */
-#define SESSMGR_TOKEN_PREFIX		"sessmgr_"
-#define SESSMGR_TOKEN_PREFIX_LEN	8
-#define SESSMGR_ID_LEN				UUID_LEN
-#define SESSMGR_SECRET_LEN			32
-#define SESSMGR_HASH_LEN			32
-#define SESSMGR_TOKEN_RAW_LEN		(SESSMGR_ID_LEN + SESSMGR_SECRET_LEN)
-#define SESSMGR_TOKEN_LEN			(SESSMGR_TOKEN_PREFIX_LEN + 64)
+#include "parse.h"
 
 /* limits on what a session row may hold, in bytes; the table checks them too */
 #define SESSMGR_MAX_USER_ID_BYTES		256
@@ -42,24 +31,13 @@
 #define SESSMGR_MAX_METADATA_BYTES		8192
 #define SESSMGR_MAX_REASON_BYTES		64
 
-typedef struct SessmgrToken
-{
-	pg_uuid_t	id;
-	uint8		secret[SESSMGR_SECRET_LEN];
-} SessmgrToken;
-
-/* token.c */
+/* token.c (parsing and encoding: parse.h) */
 extern void SessmgrTokenGenerate(SessmgrToken *token);
 extern void SessmgrTokenNewSecret(SessmgrToken *token);
 extern int64 SessmgrRandomGen(void);
-extern void SessmgrTokenEncode(const SessmgrToken *token, char *out);
-extern bool SessmgrTokenDecode(const char *text, size_t len, SessmgrToken *token);
 extern void SessmgrTokenHash(const SessmgrToken *token, uint8 *hash);
 extern bool SessmgrConstantTimeEqual(const uint8 *a, const uint8 *b, size_t len);
 extern void SessmgrSha256(const uint8 *data, size_t len, uint8 *out);
-extern bool SessmgrParseUuid(const char *text, pg_uuid_t *uuid);
-extern int	SessmgrBase64UrlEncode(const uint8 *src, int len, char *dst);
-extern int	SessmgrBase64UrlDecode(const char *src, int len, uint8 *dst, int dstlen);
 
 /* guc.c */
 typedef enum SessmgrCapPolicy

@@ -3,7 +3,7 @@
 # start a throwaway cluster and run every test suite against it.
 #
 #   bash test/run.sh                     all suites
-#   bash test/run.sh regress pgtap ...   only these (regress isolation pgtap pgbench tap)
+#   bash test/run.sh regress pgtap ...   only these (regress isolation pgtap pgbench tap fuzz scripts)
 #
 # Each suite records pass/fail and the run keeps going; a suite whose directory
 # holds no tests yet is skipped with a note. The last line is "N passed, N failed"
@@ -16,12 +16,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=test/lib.sh
 source test/lib.sh
 
-ALL_SUITES=(regress isolation pgtap pgbench tap)
+ALL_SUITES=(regress isolation pgtap pgbench tap fuzz scripts)
 PGXS_TEST_DIR=/usr/lib/postgresql/15/lib/pgxs/src/test
 
 # Print the usage and exit with status $1.
 usage() {
-	echo "usage: bash test/run.sh [regress|isolation|pgtap|pgbench|tap]..." >&2
+	echo "usage: bash test/run.sh [regress|isolation|pgtap|pgbench|tap|fuzz|scripts]..." >&2
 	exit "$1"
 }
 
@@ -39,6 +39,8 @@ skip_reason() {
 	pgtap) [[ -n "$(files_matching 'test/pgtap/*.sql')" ]] || echo "no test/pgtap/*.sql yet" ;;
 	pgbench) [[ -n "$(files_matching 'test/pgbench/*.sh')" ]] || echo "no test/pgbench/*.sh yet" ;;
 	tap) [[ -n "$(files_matching 'test/t/*.pl')" ]] || echo "no test/t/*.pl yet" ;;
+	fuzz) [[ -n "$(files_matching 'fuzz/corpus/*/*')" ]] || echo "no fuzz/corpus/*/* yet" ;;
+	scripts) [[ -n "$(files_matching 'sessmgr--*.sql')" ]] || echo "no sessmgr--*.sql yet" ;;
 	esac
 }
 
@@ -137,6 +139,16 @@ suite_tap() {
 	return "$rc"
 }
 
+# The libFuzzer harnesses (fuzz/run.sh), built with ASan/UBSan, run once over their corpus.
+suite_fuzz() {
+	bash fuzz/run.sh replay
+}
+
+# Security lint of the extension scripts (test/check_scripts.sh).
+suite_scripts() {
+	bash test/check_scripts.sh
+}
+
 suites=()
 if [[ $# -eq 0 ]]; then
 	suites=("${ALL_SUITES[@]}")
@@ -144,7 +156,7 @@ else
 	for arg in "$@"; do
 		case "$arg" in
 		-h | --help) usage 0 ;;
-		regress | isolation | pgtap | pgbench | tap) suites+=("$arg") ;;
+		regress | isolation | pgtap | pgbench | tap | fuzz | scripts) suites+=("$arg") ;;
 		*)
 			echo "unknown suite: $arg" >&2
 			usage 2
@@ -156,9 +168,9 @@ fi
 sessmgr_ensure_packages
 sessmgr_build_install
 
-# The shared cluster serves every suite but tap (which starts its own clusters).
+# The shared cluster serves every suite but tap (which starts its own clusters), fuzz and scripts.
 for s in "${suites[@]}"; do
-	if [[ "$s" != tap && -z "$(skip_reason "$s")" ]]; then
+	if [[ "$s" != tap && "$s" != fuzz && "$s" != scripts && -z "$(skip_reason "$s")" ]]; then
 		sessmgr_cluster_start
 		break
 	fi
