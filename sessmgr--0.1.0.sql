@@ -21,10 +21,13 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Drop the schema, or transfer it to a superuser, before CREATE EXTENSION sessmgr.';
     END IF;
-    IF pg_catalog.has_schema_privilege('public', 'sessmgr', 'CREATE') THEN
-        RAISE EXCEPTION 'schema "sessmgr" lets PUBLIC create objects'
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE NOT r.rolsuper
+                  AND pg_catalog.has_schema_privilege(r.oid, 'sessmgr', 'CREATE'))
+       OR pg_catalog.has_schema_privilege('public', 'sessmgr', 'CREATE') THEN
+        RAISE EXCEPTION 'schema "sessmgr" lets a role that is not a superuser create objects'
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'REVOKE CREATE ON SCHEMA sessmgr FROM PUBLIC before CREATE EXTENSION sessmgr.';
+                  HINT = 'Revoke CREATE on schema sessmgr from every other role before CREATE EXTENSION sessmgr.';
     END IF;
 END
 $guard$;
@@ -478,6 +481,7 @@ CREATE TABLE sessmgr.signing_keys (
     alg        text        NOT NULL,
     secret     bytea       NOT NULL,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    signs_from timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     retired_at timestamptz,
     CONSTRAINT signing_keys_pkey PRIMARY KEY (kid),
     CONSTRAINT signing_keys_kid_check
@@ -490,7 +494,7 @@ CREATE TABLE sessmgr.signing_keys (
 );
 
 COMMENT ON TABLE sessmgr.signing_keys IS
-    'Access-token signing keys; the newest unretired key signs, all unretired keys verify.';
+    'Access-token signing keys; every unretired key verifies, the one with the latest due signs_from signs.';
 
 SELECT pg_catalog.pg_extension_config_dump('sessmgr.signing_keys', '');
 
@@ -538,12 +542,14 @@ CREATE FUNCTION sessmgr.verify_access_token(jwt text) RETURNS jsonb
 COMMENT ON FUNCTION sessmgr.verify_access_token(text) IS
     'The claims of a valid access token of an active session, NULL otherwise.';
 
-CREATE FUNCTION sessmgr.rotate_signing_key(algorithm text DEFAULT 'HS256') RETURNS text
+CREATE FUNCTION sessmgr.rotate_signing_key(algorithm text DEFAULT 'HS256',
+                                           signs_from timestamptz DEFAULT NULL)
+RETURNS text
     AS 'MODULE_PATHNAME', 'sessmgr_rotate_signing_key'
     LANGUAGE C VOLATILE;
 
-COMMENT ON FUNCTION sessmgr.rotate_signing_key(text) IS
-    'Add a signing key that signs from now on; returns its kid.';
+COMMENT ON FUNCTION sessmgr.rotate_signing_key(text, timestamptz) IS
+    'Add a key that verifies now and signs from signs_from (default now); returns its kid.';
 
 CREATE FUNCTION sessmgr.retire_signing_key(kid text) RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -551,8 +557,14 @@ CREATE FUNCTION sessmgr.retire_signing_key(kid text) RETURNS boolean
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM sessmgr.signing_keys k
-                    WHERE k.kid OPERATOR(pg_catalog.<>) retire_signing_key.kid
+                    WHERE k.kid OPERATOR(pg_catalog.=) retire_signing_key.kid
                       AND k.retired_at IS NULL) THEN
+        RETURN false;           -- unknown, NULL or already retired
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM sessmgr.signing_keys k
+                    WHERE k.kid OPERATOR(pg_catalog.<>) retire_signing_key.kid
+                      AND k.retired_at IS NULL
+                      AND k.signs_from OPERATOR(pg_catalog.<=) clock_timestamp()) THEN
         RAISE EXCEPTION 'cannot retire the last signing key'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add a new key with sessmgr.rotate_signing_key() first.';
@@ -576,7 +588,7 @@ AS $$
                'alg', k.alg,
                'use', 'sig',
                'k', rtrim(translate(encode(k.secret, 'base64'), E'+/\n', '-_'), '='))
-               ORDER BY k.created_at DESC), '[]'::jsonb))
+               ORDER BY k.signs_from DESC, k.created_at), '[]'::jsonb))
       FROM sessmgr.signing_keys k
      WHERE k.retired_at IS NULL
 $$;
@@ -584,8 +596,9 @@ $$;
 COMMENT ON FUNCTION sessmgr.jwks() IS
     'The unretired signing keys as a JWKS document for PostgREST''s jwt-secret (secret: admins only).';
 
--- generate the first signing key
-SELECT sessmgr.rotate_signing_key();
+-- the first signing key; it signs "from the beginning", so that any key a
+-- restored dump brings (with its real signs_from) takes precedence over it
+SELECT sessmgr.rotate_signing_key('HS256', '-infinity');
 
 /*
  * Helpers for the PostgREST endpoints (not exposed: they live in sessmgr).
@@ -760,7 +773,7 @@ BEGIN
         -- a status, not an error: a reuse revocation must commit
         PERFORM set_config('response.status', '401', true);
         IF use_cookie THEN
-            PERFORM sessmgr.set_session_cookie(NULL, NULL);
+            PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
         END IF;
         RETURN json_build_object('status', r.status);
     END IF;
@@ -785,9 +798,9 @@ BEGIN
         SELECT v.session_id INTO sid FROM sessmgr.validate(presented) v;
     END IF;
     IF sid IS NOT NULL THEN
-        PERFORM sessmgr.revoke(sid, reason => 'logout');
+        PERFORM sessmgr.revoke(sid, NULL::text, 'logout'::text);
     END IF;
-    PERFORM sessmgr.set_session_cookie(NULL, NULL);
+    PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
 END
 $$;
 
@@ -817,7 +830,7 @@ CREATE FUNCTION sessmgr_api.revoke_session(session_id uuid) RETURNS void
 AS $$
 BEGIN
     PERFORM sessmgr.require_session();
-    PERFORM sessmgr.revoke(revoke_session.session_id, sessmgr.current_user_id(), 'logout');
+    PERFORM sessmgr.revoke(revoke_session.session_id, sessmgr.current_user_id(), 'logout'::text);
 EXCEPTION WHEN invalid_parameter_value THEN
     RAISE SQLSTATE 'PGRST'
         USING MESSAGE = '{"code":"22023","message":"invalid session id","details":null,"hint":null}',
@@ -835,7 +848,7 @@ AS $$
 DECLARE
     sid uuid := sessmgr.require_session();
 BEGIN
-    RETURN sessmgr.revoke_all(sessmgr.current_user_id(), sid, 'logout_others');
+    RETURN sessmgr.revoke_all(sessmgr.current_user_id(), sid, 'logout_others'::text);
 END
 $$;
 

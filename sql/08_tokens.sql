@@ -228,7 +228,21 @@ SELECT sessmgr.verify_access_token(:'kat') IS NULL AS retired_key_refused,
 SELECT sqlstate_of(format('SELECT sessmgr.retire_signing_key(%L)', :'new_kid')) AS last_key;
 SELECT sqlstate_of($$SELECT sessmgr.rotate_signing_key('RS256')$$) AS unsupported;
 SELECT sqlstate_of($$SELECT sessmgr.rotate_signing_key('none')$$) AS none_alg;
-SELECT sessmgr.retire_signing_key('no such kid') AS unknown_kid;
+SELECT sessmgr.retire_signing_key('no such kid') AS unknown_kid,
+       sessmgr.retire_signing_key(NULL) AS null_kid;
+-- publish first, sign later: a key due in an hour verifies at once but does
+-- not sign yet (PostgREST can be given the new JWKS before it matters)
+SELECT sessmgr.rotate_signing_key('HS256', now() + interval '1 hour') AS future_kid \gset
+SELECT jsonb_array_length(sessmgr.jwks() -> 'keys') AS keys_published,
+       sessmgr.jwks() -> 'keys' -> 0 ->> 'kid' = :'future_kid' AS listed_first;
+SELECT jwt_part(access_token, 1) ->> 'kid' = :'new_kid' AS still_signed_by_current
+  FROM sessmgr.issue('tess', 'future');
+SELECT sessmgr.verify_access_token(mint(jwt_part(:'kat2', 1) || jsonb_build_object('kid', :'future_kid', 'alg', 'HS256'),
+                                        jwt_part(:'kat2', 2),
+                                        unb64url(sessmgr.jwks() -> 'keys' -> 0 ->> 'k'))) IS NOT NULL
+       AS future_key_verifies;
+-- the key that signs now cannot be retired while the other one is not due
+SELECT sqlstate_of(format('SELECT sessmgr.retire_signing_key(%L)', :'new_kid')) AS not_due_yet;
 
 --
 -- the PostgREST pre-request check

@@ -285,12 +285,12 @@ SELECT sessmgr.current_user_id() IS NULL AS no_identity_left;
 SELECT set_config('request.headers', 'not json', false) IS NOT NULL AS set;
 SELECT sqlstate_of($$SELECT sessmgr.issue_from_request('hostile-h')$$) AS issue_junk_headers,
        sessmgr.request_ip() IS NULL AS ip_untrusted;
-SET sessmgr.trust_forwarded_for = on;
+SET sessmgr.trusted_proxies = 1;
 SELECT h.name, sqlstate_of(format('SELECT set_config(''request.headers'', %L, false)', h.headers)) AS set,
        sessmgr.request_ip() AS ip
   FROM (VALUES
     ('not json', 'not json'),
-    ('first hop', '{"x-forwarded-for": "198.51.100.7, 10.0.0.1"}'),
+    ('client then proxy hop', '{"x-forwarded-for": "198.51.100.7, 10.0.0.1"}'),
     ('injection', '{"x-forwarded-for": "1.2.3.4''; DROP TABLE x; --"}'),
     ('not an address', '{"x-forwarded-for": "999.1.1.1"}'),
     ('ipv6', '{"x-forwarded-for": "2001:db8::1"}'),
@@ -298,7 +298,7 @@ SELECT h.name, sqlstate_of(format('SELECT set_config(''request.headers'', %L, fa
     ('array', '{"x-forwarded-for": ["1.2.3.4"]}')
   ) AS h(name, headers)
  ORDER BY h.name COLLATE "C";
-RESET sessmgr.trust_forwarded_for;
+RESET sessmgr.trusted_proxies;
 -- a huge user agent is cut to the column's limit
 SELECT set_config('request.headers', json_build_object('user-agent', repeat('a', 10 * 1024 * 1024))::text, false)
        IS NOT NULL AS set;
@@ -357,7 +357,7 @@ SELECT s.name, s.value,
     ('sessmgr.access_token_ttl', '0'), ('sessmgr.access_token_ttl', '-5min'),
     ('sessmgr.refresh_grace', '-1'), ('sessmgr.refresh_grace', '6min'),
     ('sessmgr.retention', '-1'), ('sessmgr.event_retention', '-1'),
-    ('sessmgr.trust_forwarded_for', 'maybe'),
+    ('sessmgr.trusted_proxies', '-1'),
     ('sessmgr.jwt_role', ''), ('sessmgr.jwt_role', 'x"; DROP TABLE x; --'),
     ('sessmgr.jwt_audience', repeat('a', 257)), ('sessmgr.jwt_issuer', repeat('i', 257))
   ) AS s(name, value)

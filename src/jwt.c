@@ -78,9 +78,10 @@ typedef struct SigningKey
 	EVP_MD_CTX *inner;			/* digest state after the inner pad */
 	EVP_MD_CTX *outer;			/* digest state after the outer pad */
 	char	   *header;			/* base64url of this key's JWT header */
+	TimestampTz signs_from;		/* verifies at once, signs from then on */
 } SigningKey;
 
-/* usable keys, newest first: keys[0] signs */
+/* usable keys, latest signs_from first: the first one due signs */
 static SigningKey *keys = NULL;
 static int	nkeys = 0;
 static bool keys_valid = false;
@@ -209,9 +210,9 @@ load_keys(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SessmgrPreparePlan(&plan,
-					   "SELECT kid, alg, secret FROM sessmgr.signing_keys"
+					   "SELECT kid, alg, secret, signs_from FROM sessmgr.signing_keys"
 					   " WHERE retired_at IS NULL"
-					   " ORDER BY created_at DESC, kid",
+					   " ORDER BY signs_from DESC, created_at, kid",
 					   0, NULL);
 	SessmgrExecPlan(plan, NULL, NULL, SPI_OK_SELECT);
 
@@ -231,6 +232,7 @@ load_keys(void)
 		StringInfoData header;
 		char	   *encoded;
 
+		key->signs_from = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 4, &isnull));
 		key->alg = find_algorithm(alg);
 		if (key->alg == NULL || strlen(kid) > KID_MAX_LEN)
 			continue;			/* the table's checks make this impossible */
@@ -252,12 +254,25 @@ load_keys(void)
 	keys_valid = true;
 }
 
+/*
+ * The key with this kid, or with a NULL kid the signing key: the unretired
+ * key with the latest signs_from that is due (ties go to the older key, so
+ * the key CREATE EXTENSION made in a database a dump was then restored into
+ * does not displace the restored ones; see rotate_signing_key).
+ */
 static const SigningKey *
 find_key(const char *kid)
 {
 	load_keys();
 	if (kid == NULL)
-		return nkeys > 0 ? &keys[0] : NULL;
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		for (int i = 0; i < nkeys; i++)
+			if (keys[i].signs_from <= now)
+				return &keys[i];
+		return NULL;
+	}
 	for (int i = 0; i < nkeys; i++)
 		if (strcmp(keys[i].kid, kid) == 0)
 			return &keys[i];
@@ -504,18 +519,22 @@ sessmgr_signing_keys_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * sessmgr.rotate_signing_key(algorithm text DEFAULT 'HS256') RETURNS text
+ * sessmgr.rotate_signing_key(algorithm text DEFAULT 'HS256',
+ *							  signs_from timestamptz DEFAULT NULL) RETURNS text
  *
- * Add a new signing key, which signs from now on; older keys keep
- * verifying until retired.  Returns the new key's kid.
+ * Add a new key.  It verifies at once (and is in sessmgr.jwks()), and signs
+ * from signs_from on: now by default, or later, so that PostgREST can be
+ * given the new key set before the first token signed with it.  Older keys
+ * keep verifying until retired.  Returns the new key's kid.
  */
 PG_FUNCTION_INFO_V1(sessmgr_rotate_signing_key);
 Datum
 sessmgr_rotate_signing_key(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	const char *alg_name = PG_ARGISNULL(0) ? "HS256" : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	const JwtAlgorithm *alg = find_algorithm(alg_name);
 	uint8		kid_raw[9];
@@ -526,7 +545,7 @@ sessmgr_rotate_signing_key(PG_FUNCTION_ARGS)
 	if (alg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unsupported signing algorithm \"%s\"", alg_name),
+				 errmsg("unsupported signing algorithm"),
 				 errhint("Use HS256, HS384 or HS512.")));
 
 	secret = palloc(VARHDRSZ + 64);
@@ -541,15 +560,19 @@ sessmgr_rotate_signing_key(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(kid);
 	values[1] = CStringGetTextDatum(alg->name);
 	values[2] = PointerGetDatum(secret);
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		values[3] = PG_GETARG_DATUM(1);
+	else
+		values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	SessmgrBecomeOwner(&octx);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SessmgrPreparePlan(&plan,
-					   "INSERT INTO sessmgr.signing_keys (kid, alg, secret)"
-					   " VALUES ($1, $2, $3)",
-					   3, types);
-	SessmgrExecPlan(plan, values, NULL, SPI_OK_INSERT);
+					   "INSERT INTO sessmgr.signing_keys (kid, alg, secret, signs_from)"
+					   " VALUES ($1, $2, $3, $4)",
+					   4, types);
+	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	SessmgrRestoreUser(&octx);
 

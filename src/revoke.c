@@ -164,6 +164,10 @@ sessmgr_revoke_all(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("user id must not be null")));
+	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("user id must not be empty")));
 	reason = check_reason(fcinfo, 2);
 
 	values[0] = PG_GETARG_DATUM(0);
