@@ -23,7 +23,9 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -35,32 +37,63 @@
 #include "sessmgr.h"
 
 /*
- * Fetch the session with the given id.  Returns false if there is none
- * visible to the statement's snapshot.
+ * An open primary-key scan of sessmgr.sessions.  A one-off fetch opens and
+ * closes one; a set-returning caller keeps one for the whole query and only
+ * rescans it per call, as the executor's nested-loop index scan does.
  */
-bool
-SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row)
+typedef struct SessionProbe
 {
-	const SessmgrCatalog *cat = SessmgrGetCatalog();
-	Snapshot	snapshot;
 	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
+	FmgrInfo   *flinfo;			/* whose fn_extra points here, if kept */
+} SessionProbe;
+
+static void
+probe_open(SessionProbe *p)
+{
+	const SessmgrCatalog *cat = SessmgrGetCatalog();
+	Snapshot	snapshot;
+
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	p->rel = table_open(cat->sessions, AccessShareLock);
+	p->idx = index_open(cat->sessions_pkey, AccessShareLock);
+	p->slot = table_slot_create(p->rel, NULL);
+	p->scan = index_beginscan(p->rel, p->idx, snapshot, 1, 0);
+}
+
+static void
+probe_close(SessionProbe *p)
+{
+	index_endscan(p->scan);
+	ExecDropSingleTupleTableSlot(p->slot);
+	index_close(p->idx, NoLock);
+	table_close(p->rel, NoLock);
+}
+
+/* End of the query that kept a probe. */
+static void
+probe_shutdown(Datum arg)
+{
+	SessionProbe *p = (SessionProbe *) DatumGetPointer(arg);
+
+	probe_close(p);
+	p->flinfo->fn_extra = NULL;
+}
+
+static bool
+probe_fetch(SessionProbe *p, const pg_uuid_t *id, SessmgrSessionRow *row)
+{
+	const SessmgrCatalog *cat = SessmgrGetCatalog();
+	TupleTableSlot *slot = p->slot;
 	ScanKeyData skey;
 	bool		found;
 
-	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-
-	rel = table_open(cat->sessions, AccessShareLock);
-	idx = index_open(cat->sessions_pkey, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
-	scan = index_beginscan(rel, idx, snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
+	index_rescan(p->scan, &skey, 1, NULL, 0);
 
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	found = index_getnext_slot(p->scan, ForwardScanDirection, slot);
 	if (found)
 	{
 		bool		isnull;
@@ -96,13 +129,55 @@ SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row)
 		row->has_prev_gen = !isnull;
 		row->prev_token_gen = isnull ? 0 : DatumGetInt64(d);
 	}
-
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
+	ExecClearTuple(slot);		/* drop the buffer pin between calls */
 
 	return found;
+}
+
+/*
+ * Fetch the session with the given id.  Returns false if there is none
+ * visible to the statement's snapshot.
+ */
+bool
+SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row)
+{
+	SessionProbe p;
+	bool		found;
+
+	probe_open(&p);
+	found = probe_fetch(&p, id, row);
+	probe_close(&p);
+	return found;
+}
+
+/*
+ * The same, for a set-returning function called once per row of a query:
+ * the scan stays open in fn_extra until the query ends (an expression
+ * context callback closes it), so each further call costs an index rescan,
+ * not a relation open and a scan set-up.
+ */
+bool
+SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
+							SessmgrSessionRow *row)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SessionProbe *p = (SessionProbe *) fcinfo->flinfo->fn_extra;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) || rsinfo->econtext == NULL)
+		return SessmgrFetchSession(id, row);
+
+	if (p == NULL)
+	{
+		MemoryContext oldcontext = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		p = palloc0(sizeof(SessionProbe));
+		probe_open(p);
+		MemoryContextSwitchTo(oldcontext);
+		p->flinfo = fcinfo->flinfo;
+		fcinfo->flinfo->fn_extra = p;
+		RegisterExprContextCallback(rsinfo->econtext, probe_shutdown, PointerGetDatum(p));
+	}
+	return probe_fetch(p, id, row);
 }
 
 /* Whether a fetched session is active at time now. */

@@ -120,6 +120,8 @@ typedef struct SessmgrSessionRow
 } SessmgrSessionRow;
 
 extern bool SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row);
+extern bool SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
+										SessmgrSessionRow *row);
 extern bool SessmgrSessionRowIsLive(const SessmgrSessionRow *row, TimestampTz now);
 extern bool SessmgrTouchIfDue(const SessmgrSessionRow *row, TimestampTz now);
 

@@ -83,7 +83,12 @@ SessmgrSha256(const uint8 *data, size_t len, uint8 *out)
 
 	if (ctx == NULL)
 	{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		/* fetched once: EVP_sha256() would be looked up, under a lock, per use */
+		md = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
 		md = EVP_sha256();
+#endif
 		ctx = EVP_MD_CTX_new();
 		if (ctx == NULL || md == NULL)
 			ereport(ERROR,

@@ -28,7 +28,7 @@
  * including input that is not a token at all.
  */
 static bool
-check_token(Datum token_datum, SessmgrSessionRow *row)
+check_token(FunctionCallInfo fcinfo, Datum token_datum, SessmgrSessionRow *row)
 {
 	SessmgrToken token;
 	uint8		hash[SESSMGR_HASH_LEN];
@@ -45,7 +45,7 @@ check_token(Datum token_datum, SessmgrSessionRow *row)
 							VARSIZE_ANY_EXHDR(token_text), &token))
 		return false;
 
-	if (!SessmgrFetchSession(&token.id, row))
+	if (!SessmgrFetchSessionForQuery(fcinfo, &token.id, row))
 	{
 		explicit_bzero(&token, sizeof(token));
 		return false;
@@ -81,7 +81,7 @@ sessmgr_validate(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 
 	SessmgrBeginResult(fcinfo);
-	if (PG_ARGISNULL(0) || !check_token(PG_GETARG_DATUM(0), &session))
+	if (PG_ARGISNULL(0) || !check_token(fcinfo, PG_GETARG_DATUM(0), &session))
 		PG_RETURN_NULL();		/* the empty set */
 
 	if (result_desc == NULL)
@@ -108,7 +108,7 @@ sessmgr_authenticate(PG_FUNCTION_ARGS)
 {
 	SessmgrSessionRow session;
 
-	if (PG_ARGISNULL(0) || !check_token(PG_GETARG_DATUM(0), &session))
+	if (PG_ARGISNULL(0) || !check_token(fcinfo, PG_GETARG_DATUM(0), &session))
 	{
 		SessmgrClearIdentity();
 		PG_RETURN_NULL();
