@@ -1,0 +1,3 @@
+-- the baseline: a plain INSERT of the same row into a copy of the table (same indexes, no triggers)
+\set u random(0, :nusers - 1)
+INSERT INTO bench.sessions_copy (id, token_hash, created_at, last_active_at, idle_timeout, expires_at, remember, user_id, device_name, user_agent, ip, location, metadata, token_gen) VALUES (gen_random_uuid(), sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())), now(), now(), interval '1 hour', now() + interval '1 day', false, 'u' || :u, 'laptop', 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0', '203.0.113.10', 'Berlin', '{"app": "web"}', (random() * 9e18)::bigint) RETURNING id;

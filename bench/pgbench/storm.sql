@@ -1,0 +1,2 @@
+-- every client issues for the same user
+SELECT session_id FROM sessmgr.issue('storm-user', 'laptop');
