@@ -278,6 +278,42 @@ SessmgrLoadingByCopy(void)
 	return ActivePortal != NULL && ActivePortal->commandTag == CMDTAG_COPY;
 }
 
+/*
+ * Run fn(arg) in a subtransaction.  Returns NULL when it succeeded; when it
+ * raised an error, rolls the subtransaction back and returns a copy of the
+ * error for the caller to judge (rethrow, or report and go on).
+ */
+ErrorData *
+SessmgrTryInSubtransaction(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+
+	return edata;
+}
+
 /* An interval as microseconds, with a month counted as 30 days. */
 int64
 SessmgrIntervalUsecs(const Interval *interval)

@@ -1033,39 +1033,25 @@ sessmgr_unschedule_cleanup(PG_FUNCTION_ARGS)
  * becomes a warning.
  */
 static void
+run_cron_request_in_subtransaction(void *arg)
+{
+	(void) run_cron_request((CronRequest *) arg);
+}
+
+static void
 unschedule_here_or_warn(CronRequest *req)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = SessmgrTryInSubtransaction(run_cron_request_in_subtransaction, req);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		(void) run_cron_request(req);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not unschedule the sessmgr cleanup job \"%s\"", req->job_name),
-				 errdetail_internal("%s", edata->message),
-				 errhint("Run: SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = '%s';",
-						 req->job_name)));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	if (edata == NULL)
+		return;
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("could not unschedule the sessmgr cleanup job \"%s\"", req->job_name),
+			 errdetail_internal("%s", edata->message),
+			 errhint("Run: SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = '%s';",
+					 req->job_name)));
+	FreeErrorData(edata);
 }
 
 /*

@@ -238,12 +238,26 @@ touch_now(const SessmgrSessionRow *row, TimestampTz now)
  * subtransaction, which we drop in that case, answering from our snapshot
  * as every other read in the transaction does.
  */
+typedef struct TouchArgs
+{
+	const SessmgrSessionRow *row;
+	TimestampTz now;
+	bool		touched;
+} TouchArgs;
+
+static void
+touch_in_subtransaction(void *arg)
+{
+	TouchArgs  *t = (TouchArgs *) arg;
+
+	t->touched = touch_now(t->row, t->now);
+}
+
 bool
 SessmgrTouchIfDue(const SessmgrSessionRow *row, TimestampTz now)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	bool		touched = true;
+	TouchArgs	t;
+	ErrorData  *edata;
 
 	if (now - row->last_active_at < (int64) sessmgr_touch_interval * USECS_PER_SEC ||
 		RecoveryInProgress() || XactReadOnly)
@@ -252,33 +266,16 @@ SessmgrTouchIfDue(const SessmgrSessionRow *row, TimestampTz now)
 	if (!IsolationUsesXactSnapshot())
 		return touch_now(row, now);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-
-	PG_TRY();
+	t.row = row;
+	t.now = now;
+	t.touched = true;
+	edata = SessmgrTryInSubtransaction(touch_in_subtransaction, &t);
+	if (edata != NULL)
 	{
-		touched = touch_now(row, now);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-
 		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
 			ReThrowError(edata);
 		FreeErrorData(edata);
-		touched = true;
+		return true;
 	}
-	PG_END_TRY();
-
-	return touched;
+	return t.touched;
 }

@@ -132,6 +132,7 @@ extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked,
 								 const Interval *idle_timeout);
 extern int64 SessmgrIntervalUsecs(const Interval *interval);
 extern bool SessmgrLoadingByCopy(void);
+extern ErrorData *SessmgrTryInSubtransaction(void (*fn) (void *arg), void *arg);
 extern void SessmgrCheckText(text *value, const char *what, int max_bytes);
 
 /* result.c */
