@@ -119,6 +119,71 @@ SELECT count(*) AS valid_of_10, count(DISTINCT x.session_id) AS distinct_session
   FROM zoe, LATERAL sessmgr.validate(zoe.token) x
  WHERE x.session_id = zoe.session_id;
 
+-- A set-returning call keeps its index scan for the whole query (one rescan
+-- per outer row).  Every way a query can end must release it cleanly: any
+-- leaked relation reference or buffer pin would show as a WARNING here.
+CREATE TEMP TABLE zoe_n AS SELECT row_number() OVER () AS n, token, session_id FROM zoe;
+-- an error in the middle of the query, at top level
+SELECT count(*) FROM zoe_n z, LATERAL sessmgr.validate(z.token) x
+ WHERE 1 / (z.n - 5) IS NOT NULL;
+-- an error in the middle of the query, caught by a subtransaction
+DO $$
+DECLARE c bigint;
+BEGIN
+  BEGIN
+    SELECT count(*) INTO c FROM zoe_n z, LATERAL sessmgr.validate(z.token) x
+     WHERE 1 / (z.n - 5) IS NOT NULL;
+  EXCEPTION WHEN division_by_zero THEN
+    RAISE NOTICE 'caught %', SQLERRM;
+  END;
+  SELECT count(*) INTO c FROM zoe_n z, LATERAL sessmgr.validate(z.token) x;
+  RAISE NOTICE 'then validated %', c;
+END
+$$;
+-- a cursor fetched piecemeal, with other validating queries in between
+BEGIN;
+DECLARE zc CURSOR FOR
+  SELECT z.n, x.user_id FROM zoe_n z, LATERAL sessmgr.validate(z.token) x;
+FETCH 3 FROM zc;
+SELECT count(*) AS meanwhile FROM zoe_n z, LATERAL sessmgr.validate(z.token) x;
+-- a revocation after the cursor opened is not in its snapshot ...
+SELECT sessmgr.revoke(session_id) FROM zoe_n WHERE n = 5;
+FETCH 3 FROM zc;
+-- ... but is in a new statement's
+SELECT count(*) AS after_revoke FROM zoe_n z, LATERAL sessmgr.validate(z.token) x;
+SAVEPOINT s;
+FETCH 2 FROM zc;
+ROLLBACK TO SAVEPOINT s;
+FETCH 1 FROM zc;
+-- a cursor opened and fetched inside a subtransaction that rolls back
+SAVEPOINT t;
+DECLARE zd CURSOR FOR SELECT x.user_id FROM zoe_n z, LATERAL sessmgr.validate(z.token) x;
+FETCH 2 FROM zd;
+ROLLBACK TO SAVEPOINT t;
+-- a fetch that fails inside a subtransaction
+DECLARE ze CURSOR FOR
+  SELECT z.n FROM zoe_n z, LATERAL sessmgr.validate(z.token) x
+   WHERE 1 / (z.n - 8) IS NOT NULL;
+SAVEPOINT u;
+FETCH 9 FROM ze;
+ROLLBACK TO SAVEPOINT u;
+CLOSE ze;
+-- a cursor left open (one row to go) at commit
+COMMIT;
+-- a cursor held over the commit
+BEGIN;
+DECLARE zh CURSOR WITH HOLD FOR
+  SELECT z.n FROM zoe_n z, LATERAL sessmgr.validate(z.token) x ORDER BY z.n;
+FETCH 2 FROM zh;
+COMMIT;
+FETCH ALL FROM zh;
+CLOSE zh;
+-- an SQL function that validates in FROM, called per row of another query
+CREATE FUNCTION zoe_valid(tok text) RETURNS bigint LANGUAGE sql
+  AS $$ SELECT count(*) FROM sessmgr.validate(tok) $$;
+SELECT sum(zoe_valid(z.token)) AS valid_by_function FROM zoe_n z;
+DROP FUNCTION zoe_valid(text);
+
 --
 -- authenticate: identity for the rest of the transaction
 --

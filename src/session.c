@@ -26,6 +26,7 @@
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "lib/ilist.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -38,8 +39,9 @@
 
 /*
  * An open primary-key scan of sessmgr.sessions.  A one-off fetch opens and
- * closes one; a set-returning caller keeps one for the whole query and only
- * rescans it per call, as the executor's nested-loop index scan does.
+ * closes one.  A set-returning caller in a query keeps one for the whole
+ * query and only rescans it per call, as the executor's nested-loop index
+ * scan does: see SessmgrFetchSessionForQuery.
  */
 typedef struct SessionProbe
 {
@@ -47,8 +49,17 @@ typedef struct SessionProbe
 	Relation	idx;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-	FmgrInfo   *flinfo;			/* whose fn_extra points here, if kept */
+	MemoryContext mcxt;			/* holds the scan */
+	/* the rest is for a kept probe */
+	FmgrInfo   *flinfo;			/* whose fn_extra points here */
+	ResourceOwner owner;		/* holds the relations */
+	bool		open;
+	dlist_node	node;			/* in kept_probes while open */
 } SessionProbe;
+
+/* the kept probes that are open, for the resource-release callback */
+static dlist_head kept_probes = DLIST_STATIC_INIT(kept_probes);
+static bool release_callback_registered = false;
 
 static void
 probe_open(SessionProbe *p)
@@ -57,6 +68,7 @@ probe_open(SessionProbe *p)
 	Snapshot	snapshot;
 
 	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	p->mcxt = CurrentMemoryContext;
 	p->rel = table_open(cat->sessions, AccessShareLock);
 	p->idx = index_open(cat->sessions_pkey, AccessShareLock);
 	p->slot = table_slot_create(p->rel, NULL);
@@ -72,16 +84,6 @@ probe_close(SessionProbe *p)
 	table_close(p->rel, NoLock);
 }
 
-/* End of the query that kept a probe. */
-static void
-probe_shutdown(Datum arg)
-{
-	SessionProbe *p = (SessionProbe *) DatumGetPointer(arg);
-
-	probe_close(p);
-	p->flinfo->fn_extra = NULL;
-}
-
 static bool
 probe_fetch(SessionProbe *p, const pg_uuid_t *id, SessmgrSessionRow *row)
 {
@@ -89,11 +91,20 @@ probe_fetch(SessionProbe *p, const pg_uuid_t *id, SessmgrSessionRow *row)
 	TupleTableSlot *slot = p->slot;
 	ScanKeyData skey;
 	bool		found;
+	MemoryContext oldcontext;
 
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
-	index_rescan(p->scan, &skey, 1, NULL, 0);
 
+	/*
+	 * The access method allocates some scan state lazily (btree's array of
+	 * killed items), in the current context: make that the scan's, so that
+	 * it lives as long as the scan does.
+	 */
+	oldcontext = MemoryContextSwitchTo(p->mcxt);
+	index_rescan(p->scan, &skey, 1, NULL, 0);
 	found = index_getnext_slot(p->scan, ForwardScanDirection, slot);
+	MemoryContextSwitchTo(oldcontext);
+
 	if (found)
 	{
 		bool		isnull;
@@ -129,7 +140,10 @@ probe_fetch(SessionProbe *p, const pg_uuid_t *id, SessmgrSessionRow *row)
 		row->has_prev_gen = !isnull;
 		row->prev_token_gen = isnull ? 0 : DatumGetInt64(d);
 	}
-	ExecClearTuple(slot);		/* drop the buffer pin between calls */
+
+	/* no buffer pin between calls */
+	ExecClearTuple(slot);
+	table_index_fetch_reset(p->scan->xs_heapfetch);
 
 	return found;
 }
@@ -151,32 +165,118 @@ SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row)
 }
 
 /*
- * The same, for a set-returning function called once per row of a query:
- * the scan stays open in fn_extra until the query ends (an expression
- * context callback closes it), so each further call costs an index rescan,
- * not a relation open and a scan set-up.
+ * Lifetime of a kept probe.
+ *
+ * It lives in the query's memory (fn_mcxt of a set-returning call) and holds
+ * relation references in the resource owner that ran the query's first call.
+ * Whichever of the two goes first ends it:
+ *
+ * - the query ends normally: its memory is deleted (ExecutorEnd) while the
+ *   transaction is in progress and the owner still there; the probe is
+ *   closed properly, under its owner;
+ * - the transaction or subtransaction aborts: the owner is released, or the
+ *   memory is deleted during the abort.  Either way the probe is only
+ *   forgotten, without calling into the access method: the owner's release
+ *   drops the relation references and any buffer pin itself, and the scan's
+ *   memory goes with the query's.
+ *
+ * The executor's rescan of a FunctionScan (once per outer row of a nested
+ * loop) runs expression-context shutdown callbacks, so those cannot carry
+ * the probe across calls; the memory context can.
+ */
+static void
+probe_forget(SessionProbe *p)
+{
+	p->open = false;
+	dlist_delete(&p->node);
+	p->flinfo->fn_extra = NULL;
+}
+
+static void
+probe_memory_reset(void *arg)
+{
+	SessionProbe *p = (SessionProbe *) arg;
+	ResourceOwner save = CurrentResourceOwner;
+
+	if (!p->open)
+		return;
+	probe_forget(p);
+	if (!IsTransactionState())
+		return;					/* aborting: the owner cleans up */
+	CurrentResourceOwner = p->owner;
+	probe_close(p);
+	CurrentResourceOwner = save;
+}
+
+static void
+probe_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
+					   void *arg)
+{
+	dlist_mutable_iter iter;
+
+	if (phase != RESOURCE_RELEASE_BEFORE_LOCKS)
+		return;
+	dlist_foreach_modify(iter, &kept_probes)
+	{
+		SessionProbe *p = dlist_container(SessionProbe, node, iter.cur);
+
+		if (p->owner == CurrentResourceOwner)
+			probe_forget(p);
+	}
+}
+
+/*
+ * The same as SessmgrFetchSession, for a set-returning function called once
+ * per row of a query: the first call opens the scan and keeps it in
+ * fn_extra until the query ends, so each further call costs an index
+ * rescan, not two relation opens and a scan set-up.
+ *
+ * Only a set-returning call keeps a probe: its FmgrInfo lives in the
+ * query's memory.  A scalar call can sit in expression state that outlives
+ * the statement (a PL/pgSQL simple expression) and fetches with a fresh
+ * scan.
  */
 bool
 SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 							SessmgrSessionRow *row)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SessionProbe *p = (SessionProbe *) fcinfo->flinfo->fn_extra;
+	SessionProbe *p;
 
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) || rsinfo->econtext == NULL)
+	if (fcinfo->flinfo == NULL || rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
 		return SessmgrFetchSession(id, row);
+
+	p = (SessionProbe *) fcinfo->flinfo->fn_extra;
+	if (p != NULL && p->owner != CurrentResourceOwner)
+		return SessmgrFetchSession(id, row);	/* not ours to use here */
 
 	if (p == NULL)
 	{
 		MemoryContext oldcontext = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		MemoryContextCallback *cb;
 
+		if (!release_callback_registered)
+		{
+			RegisterResourceReleaseCallback(probe_release_callback, NULL);
+			release_callback_registered = true;
+		}
 		p = palloc0(sizeof(SessionProbe));
+		cb = palloc0(sizeof(MemoryContextCallback));
 		probe_open(p);
 		MemoryContextSwitchTo(oldcontext);
+
 		p->flinfo = fcinfo->flinfo;
+		p->owner = CurrentResourceOwner;
+		p->open = true;
+		dlist_push_head(&kept_probes, &p->node);
+		cb->func = probe_memory_reset;
+		cb->arg = p;
+		MemoryContextRegisterResetCallback(fcinfo->flinfo->fn_mcxt, cb);
 		fcinfo->flinfo->fn_extra = p;
-		RegisterExprContextCallback(rsinfo->econtext, probe_shutdown, PointerGetDatum(p));
 	}
+
+	/* each call reads with the active snapshot, as a fresh scan would */
+	p->scan->xs_snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	return probe_fetch(p, id, row);
 }
 
