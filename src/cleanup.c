@@ -64,6 +64,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -84,10 +85,24 @@ PGDLLEXPORT void sessmgr_cron_worker_main(Datum main_arg);
  * ------------------------------------------------------------------------
  */
 
+/*
+ * A batch that stays open longer than this makes the next one half the
+ * size; one that takes less than half of it doubles the next, up to the
+ * caller's batch_size.  The first batch is small (CLEANUP_FIRST_BATCH rows:
+ * it also pays for planning and cold caches), so no batch holds its locks
+ * for long even on a machine short of CPU, where a transaction's wall time
+ * is a multiple of its CPU time.
+ */
+#define CLEANUP_BATCH_TARGET_MS	50
+#define CLEANUP_FIRST_BATCH		100
+#define CLEANUP_MIN_BATCH		10
+
 typedef struct CleanupRun
 {
 	bool		atomic;			/* inside a transaction block: no commits */
-	int64		batch_size;
+	int64		batch_size;		/* the most rows a batch examines */
+	int64		batch_rows;		/* rows the current batch examines */
+	TimestampTz batch_started;
 	int64		run_id;
 	TimestampTz sessions_before;	/* sessions that ended before this go */
 	TimestampTz events_before;	/* events that occurred before this go */
@@ -99,20 +114,50 @@ typedef struct CleanupRun
 
 /*
  * End the current batch: commit it and start the next transaction under
- * READ COMMITTED (see the file header).  Inside a transaction block there is
- * nothing to commit; the whole run is one transaction.
+ * READ COMMITTED (see the file header), sizing the next batch by how long
+ * this one took.  Inside a transaction block there is nothing to commit;
+ * the whole run is one transaction, in batches of batch_size.
  */
 static void
 next_batch(CleanupRun *run)
 {
+	TimestampTz now;
+	int64		elapsed_ms;
+
 	MemoryContextReset(run->batch_context);
 	if (run->atomic)
+	{
+		run->batch_rows = run->batch_size;
 		return;
+	}
 	SPI_commit();
 	if (XactIsoLevel != XACT_READ_COMMITTED)
 		(void) set_config_option("transaction_isolation", "read committed",
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
 								 true, 0, false);
+
+	now = GetCurrentTimestamp();
+	elapsed_ms = (now - run->batch_started) / 1000;
+	if (elapsed_ms > CLEANUP_BATCH_TARGET_MS)
+		run->batch_rows = Max(run->batch_rows / 2, Min(run->batch_size, CLEANUP_MIN_BATCH));
+	else if (elapsed_ms < CLEANUP_BATCH_TARGET_MS / 2)
+		run->batch_rows = Min(run->batch_rows * 2, run->batch_size);
+	run->batch_started = now;
+	elog(DEBUG1, "sessmgr cleanup: transaction took " INT64_FORMAT " ms, next batch " INT64_FORMAT " rows",
+		 elapsed_ms, run->batch_rows);
+}
+
+/*
+ * A pass over the next table starts small again: its first batch also
+ * plans its statements and reads pages nothing else has read lately.
+ */
+static void
+start_pass(CleanupRun *run, const char *table)
+{
+	if (!run->atomic)
+		run->batch_rows = Min(run->batch_size, CLEANUP_FIRST_BATCH);
+	elog(DEBUG1, "sessmgr cleanup: pass over %s, first batch " INT64_FORMAT " rows",
+		 table, run->batch_rows);
 }
 
 /* Write the counts so far into the run's row, in the batch's transaction. */
@@ -185,167 +230,177 @@ start_run(CleanupRun *run, Oid actor, TimestampTz *sessions_end)
 }
 
 /*
- * Remove the sessions that ended before run->sessions_before, one batch of
- * at most batch_size sessions (in expires_at order) per transaction.
+ * A pass over a table in (timestamp, id) order: sessions by (expires_at, id),
+ * events by (occurred_at, id).  Each batch finds where it ends, run->
+ * batch_rows keys on (chunk_sql, or the end of the pass), then deletes the
+ * rows in that key range that qualify and nobody has locked (delete_sql).
+ *
+ * chunk_sql takes ($1, $2) = the previous batch's end key, $3 = the end
+ * of the pass, $4 = the offset of the batch's last key, and returns that
+ * key.  delete_sql takes ($1, $2] .. ($3, $4] as the key range and $5 =
+ * the cutoff.
  */
-static void
-cleanup_sessions(CleanupRun *run, TimestampTz sessions_end)
+typedef struct KeysetPass
 {
-	static SPIPlanPtr chunk_plan = NULL;
-	static SPIPlanPtr delete_plan = NULL;
-	Oid			chunk_types[4] = {TIMESTAMPTZOID, UUIDOID, TIMESTAMPTZOID, INT8OID};
-	Oid			delete_types[5] = {TIMESTAMPTZOID, UUIDOID, TIMESTAMPTZOID, UUIDOID,
-	TIMESTAMPTZOID};
+	const char *table;
+	const char *chunk_sql;
+	const char *delete_sql;
+	SPIPlanPtr *chunk_plan;
+	SPIPlanPtr *delete_plan;
+	Oid			id_type;
+	Datum		first_id;		/* below every id */
+	Datum		last_id;		/* above every id */
+	TimestampTz end_at;			/* the pass ends at (end_at, last_id) */
+	TimestampTz cutoff;
+	int64	   *removed;
+} KeysetPass;
+
+static void
+cleanup_keyset_pass(CleanupRun *run, const KeysetPass *pass)
+{
+	MemoryContext run_context = CurrentMemoryContext;
+	Oid			chunk_types[4] = {TIMESTAMPTZOID, pass->id_type, TIMESTAMPTZOID, INT8OID};
+	Oid			delete_types[5] = {TIMESTAMPTZOID, pass->id_type, TIMESTAMPTZOID,
+	pass->id_type, TIMESTAMPTZOID};
+	int16		id_len;
+	bool		id_byval;
 	TimestampTz from_at = DT_NOBEGIN;
-	pg_uuid_t	from_id;
+	Datum		from_id = pass->first_id;
 	bool		last = false;
 
-	memset(&from_id, 0, sizeof(from_id));
+	get_typlenbyval(pass->id_type, &id_len, &id_byval);
+	start_pass(run, pass->table);
 	while (!last)
 	{
 		SessmgrOwnerContext octx;
 		Datum		values[5];
 		TimestampTz to_at;
-		pg_uuid_t	to_id;
+		Datum		to_id;
 		bool		isnull;
 
 		SessmgrBecomeOwner(&octx);
 
-		/* where this batch ends: batch_size rows on, or the end of the pass */
+		/* where this batch ends: batch_rows keys on, or the end of the pass */
 		values[0] = TimestampTzGetDatum(from_at);
-		values[1] = UUIDPGetDatum(&from_id);
-		values[2] = TimestampTzGetDatum(sessions_end);
-		values[3] = Int64GetDatum(run->batch_size - 1);
-		SessmgrPreparePlan(&chunk_plan,
-						   "SELECT s.expires_at, s.id FROM sessmgr.sessions s"
-						   " WHERE (s.expires_at, s.id) OPERATOR(pg_catalog.>) ($1, $2)"
-						   "   AND s.expires_at OPERATOR(pg_catalog.<=) $3"
-						   " ORDER BY s.expires_at, s.id"
-						   " OFFSET $4 LIMIT 1",
-						   4, chunk_types);
-		SessmgrExecPlan(chunk_plan, values, NULL, SPI_OK_SELECT);
+		values[1] = from_id;
+		values[2] = TimestampTzGetDatum(pass->end_at);
+		values[3] = Int64GetDatum(run->batch_rows - 1);
+		SessmgrPreparePlan(pass->chunk_plan, pass->chunk_sql, 4, chunk_types);
+		SessmgrExecPlan(*pass->chunk_plan, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
 			HeapTuple	row = SPI_tuptable->vals[0];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
+			MemoryContext old = MemoryContextSwitchTo(run_context);
 
 			to_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 1, &isnull));
-			to_id = *DatumGetUUIDP(SPI_getbinval(row, desc, 2, &isnull));
+			to_id = datumCopy(SPI_getbinval(row, desc, 2, &isnull), id_byval, id_len);
+			MemoryContextSwitchTo(old);
 		}
 		else
 		{
-			to_at = sessions_end;
-			memset(&to_id, 0xff, sizeof(to_id));
+			to_at = pass->end_at;
+			to_id = pass->last_id;
 			last = true;
 		}
 
-		/* delete the ended ones nobody has locked */
+		/* delete the ones that qualify and nobody has locked */
 		values[2] = TimestampTzGetDatum(to_at);
-		values[3] = UUIDPGetDatum(&to_id);
-		values[4] = TimestampTzGetDatum(run->sessions_before);
-		SessmgrPreparePlan(&delete_plan,
-						   "DELETE FROM sessmgr.sessions"
-						   " WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
-						   "   SELECT s.id FROM sessmgr.sessions s"
-						   "    WHERE (s.expires_at, s.id) OPERATOR(pg_catalog.>) ($1, $2)"
-						   "      AND (s.expires_at, s.id) OPERATOR(pg_catalog.<=) ($3, $4)"
-						   "      AND (s.revoked_at OPERATOR(pg_catalog.<) $5"
-						   "           OR s.expires_at OPERATOR(pg_catalog.<) $5"
-						   "           OR s.last_active_at OPERATOR(pg_catalog.+) s.idle_timeout"
-						   "              OPERATOR(pg_catalog.<) $5)"
-						   "      FOR UPDATE OF s SKIP LOCKED))",
-						   5, delete_types);
-		SessmgrExecPlan(delete_plan, values, NULL, SPI_OK_DELETE);
+		values[3] = to_id;
+		values[4] = TimestampTzGetDatum(pass->cutoff);
+		SessmgrPreparePlan(pass->delete_plan, pass->delete_sql, 5, delete_types);
+		SessmgrExecPlan(*pass->delete_plan, values, NULL, SPI_OK_DELETE);
 		if (SPI_processed > 0)
 		{
-			run->sessions_removed += SPI_processed;
+			*pass->removed += SPI_processed;
 			record_progress(run, false);
 		}
 
 		SessmgrRestoreUser(&octx);
 		next_batch(run);
+		if (!id_byval && from_id != pass->first_id)
+			pfree(DatumGetPointer(from_id));
 		from_at = to_at;
 		from_id = to_id;
 	}
 }
 
 /*
- * Remove the audit events older than run->events_before, one batch of at
- * most batch_size events per transaction.
+ * Remove the sessions that ended before run->sessions_before, those issued
+ * up to the highest expiry seen at the start of the run.
  */
+static void
+cleanup_sessions(CleanupRun *run, TimestampTz sessions_end)
+{
+	static SPIPlanPtr chunk_plan = NULL;
+	static SPIPlanPtr delete_plan = NULL;
+	pg_uuid_t	first_id;
+	pg_uuid_t	last_id;
+	KeysetPass	pass;
+
+	memset(&first_id, 0, sizeof(first_id));
+	memset(&last_id, 0xff, sizeof(last_id));
+	pass.table = "sessions";
+	pass.chunk_sql =
+		"SELECT s.expires_at, s.id FROM sessmgr.sessions s"
+		" WHERE (s.expires_at, s.id) OPERATOR(pg_catalog.>) ($1, $2)"
+		"   AND s.expires_at OPERATOR(pg_catalog.<=) $3"
+		" ORDER BY s.expires_at, s.id"
+		" OFFSET $4 LIMIT 1";
+	pass.delete_sql =
+		"DELETE FROM sessmgr.sessions"
+		" WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+		"   SELECT s.id FROM sessmgr.sessions s"
+		"    WHERE (s.expires_at, s.id) OPERATOR(pg_catalog.>) ($1, $2)"
+		"      AND (s.expires_at, s.id) OPERATOR(pg_catalog.<=) ($3, $4)"
+		"      AND (s.revoked_at OPERATOR(pg_catalog.<) $5"
+		"           OR s.expires_at OPERATOR(pg_catalog.<) $5"
+		"           OR s.last_active_at OPERATOR(pg_catalog.+) s.idle_timeout"
+		"              OPERATOR(pg_catalog.<) $5)"
+		"      FOR UPDATE OF s SKIP LOCKED))";
+	pass.chunk_plan = &chunk_plan;
+	pass.delete_plan = &delete_plan;
+	pass.id_type = UUIDOID;
+	pass.first_id = UUIDPGetDatum(&first_id);
+	pass.last_id = UUIDPGetDatum(&last_id);
+	pass.end_at = sessions_end;
+	pass.cutoff = run->sessions_before;
+	pass.removed = &run->sessions_removed;
+	cleanup_keyset_pass(run, &pass);
+}
+
+/* Remove the audit events older than run->events_before. */
 static void
 cleanup_events(CleanupRun *run)
 {
 	static SPIPlanPtr chunk_plan = NULL;
 	static SPIPlanPtr delete_plan = NULL;
-	Oid			chunk_types[4] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
-	Oid			delete_types[5] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID,
-	TIMESTAMPTZOID};
-	TimestampTz from_at = DT_NOBEGIN;
-	int64		from_id = PG_INT64_MIN;
-	bool		last = false;
+	KeysetPass	pass;
 
-	while (!last)
-	{
-		SessmgrOwnerContext octx;
-		Datum		values[5];
-		TimestampTz to_at;
-		int64		to_id;
-		bool		isnull;
-
-		SessmgrBecomeOwner(&octx);
-
-		values[0] = TimestampTzGetDatum(from_at);
-		values[1] = Int64GetDatum(from_id);
-		values[2] = TimestampTzGetDatum(run->events_before);
-		values[3] = Int64GetDatum(run->batch_size - 1);
-		SessmgrPreparePlan(&chunk_plan,
-						   "SELECT e.occurred_at, e.id FROM sessmgr.session_events e"
-						   " WHERE (e.occurred_at, e.id) OPERATOR(pg_catalog.>) ($1, $2)"
-						   "   AND e.occurred_at OPERATOR(pg_catalog.<) $3"
-						   " ORDER BY e.occurred_at, e.id"
-						   " OFFSET $4 LIMIT 1",
-						   4, chunk_types);
-		SessmgrExecPlan(chunk_plan, values, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 1)
-		{
-			HeapTuple	row = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-
-			to_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 1, &isnull));
-			to_id = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-		}
-		else
-		{
-			to_at = run->events_before;
-			to_id = PG_INT64_MAX;
-			last = true;
-		}
-
-		values[2] = TimestampTzGetDatum(to_at);
-		values[3] = Int64GetDatum(to_id);
-		values[4] = TimestampTzGetDatum(run->events_before);
-		SessmgrPreparePlan(&delete_plan,
-						   "DELETE FROM sessmgr.session_events"
-						   " WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
-						   "   SELECT e.id FROM sessmgr.session_events e"
-						   "    WHERE (e.occurred_at, e.id) OPERATOR(pg_catalog.>) ($1, $2)"
-						   "      AND (e.occurred_at, e.id) OPERATOR(pg_catalog.<=) ($3, $4)"
-						   "      AND e.occurred_at OPERATOR(pg_catalog.<) $5"
-						   "      FOR UPDATE OF e SKIP LOCKED))",
-						   5, delete_types);
-		SessmgrExecPlan(delete_plan, values, NULL, SPI_OK_DELETE);
-		if (SPI_processed > 0)
-		{
-			run->events_removed += SPI_processed;
-			record_progress(run, false);
-		}
-
-		SessmgrRestoreUser(&octx);
-		next_batch(run);
-		from_at = to_at;
-		from_id = to_id;
-	}
+	pass.table = "session_events";
+	pass.chunk_sql =
+		"SELECT e.occurred_at, e.id FROM sessmgr.session_events e"
+		" WHERE (e.occurred_at, e.id) OPERATOR(pg_catalog.>) ($1, $2)"
+		"   AND e.occurred_at OPERATOR(pg_catalog.<) $3"
+		" ORDER BY e.occurred_at, e.id"
+		" OFFSET $4 LIMIT 1";
+	pass.delete_sql =
+		"DELETE FROM sessmgr.session_events"
+		" WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+		"   SELECT e.id FROM sessmgr.session_events e"
+		"    WHERE (e.occurred_at, e.id) OPERATOR(pg_catalog.>) ($1, $2)"
+		"      AND (e.occurred_at, e.id) OPERATOR(pg_catalog.<=) ($3, $4)"
+		"      AND e.occurred_at OPERATOR(pg_catalog.<) $5"
+		"      FOR UPDATE OF e SKIP LOCKED))";
+	pass.chunk_plan = &chunk_plan;
+	pass.delete_plan = &delete_plan;
+	pass.id_type = INT8OID;
+	pass.first_id = Int64GetDatum(PG_INT64_MIN);
+	pass.last_id = Int64GetDatum(PG_INT64_MAX);
+	pass.end_at = run->events_before;
+	pass.cutoff = run->events_before;
+	pass.removed = &run->events_removed;
+	cleanup_keyset_pass(run, &pass);
 }
 
 /*
@@ -368,6 +423,7 @@ cleanup_owners(CleanupRun *run)
 	text	   *from_key = cstring_to_text("");
 	bool		last = false;
 
+	start_pass(run, "session_owners");
 	while (!last)
 	{
 		SessmgrOwnerContext octx;
@@ -380,7 +436,7 @@ cleanup_owners(CleanupRun *run)
 		SessmgrBecomeOwner(&octx);
 
 		values[0] = PointerGetDatum(from_key);
-		values[1] = Int64GetDatum(run->batch_size - 1);
+		values[1] = Int64GetDatum(run->batch_rows - 1);
 		SessmgrPreparePlan(&chunk_plan,
 						   "SELECT o.user_id FROM sessmgr.session_owners o"
 						   " WHERE o.user_id OPERATOR(pg_catalog.>) $1"
@@ -537,6 +593,8 @@ sessmgr_cleanup(PG_FUNCTION_ARGS)
 
 	memset(&run, 0, sizeof(run));
 	run.batch_size = PG_GETARG_INT32(0);
+	run.batch_rows = run.batch_size;
+	run.batch_started = GetCurrentTimestamp();
 	run.atomic = !(fcinfo->context != NULL && IsA(fcinfo->context, CallContext) &&
 				   !castNode(CallContext, fcinfo->context)->atomic);
 	run.batch_context = AllocSetContextCreate(CurrentMemoryContext,
