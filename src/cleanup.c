@@ -114,8 +114,8 @@ typedef struct CleanupRun
 
 /*
  * End the current batch: commit it and start the next transaction under
- * READ COMMITTED (see the file header), sizing the next batch by how long
- * this one took.  Inside a transaction block there is nothing to commit;
+ * READ COMMITTED (see the file header) with synchronous_commit off, sizing
+ * the next batch by how long this one took.  Inside a transaction block there is nothing to commit;
  * the whole run is one transaction, in batches of batch_size.
  */
 static void
@@ -135,6 +135,14 @@ next_batch(CleanupRun *run)
 		(void) set_config_option("transaction_isolation", "read committed",
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
 								 true, 0, false);
+
+	/*
+	 * A batch lost in a crash is only done again by the next run: there is
+	 * no reason to keep its locks while the commit record is flushed.
+	 */
+	(void) set_config_option("synchronous_commit", "off",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, 0, false);
 
 	now = GetCurrentTimestamp();
 	elapsed_ms = (now - run->batch_started) / 1000;
