@@ -657,6 +657,11 @@ done
 	for scale in "${SCALES[@]}"; do
 		echo "| $scale | ${SCALE_BYTES[$scale]} | ${SCALE_US[$scale]} | ${SCALE_FLOOR_US[$scale]} | $(bval "SELECT round((${SCALE_US[$scale]} / ${SCALE_FLOOR_US[$scale]})::numeric, 2)") |"
 	done
+	echo
+	echo "From $first to $last sessions the bare primary-key lookup itself grows ${rs_floor}x per"
+	echo "call (the index and the heap outgrow the CPU caches, so each probe misses them more"
+	echo "often); validate, that lookup plus a fixed amount of work per call, grows ${rs_scale}x,"
+	echo "and its ratio to the floor goes from $(bval "SELECT round((${SCALE_US[$first]} / ${SCALE_FLOOR_US[$first]})::numeric, 2)")x to $(bval "SELECT round((${SCALE_US[$last]} / ${SCALE_FLOOR_US[$last]})::numeric, 2)")x."
 	if [[ $SCALE_10M -eq 0 ]]; then
 		echo
 		echo "The 10-million-session scale runs with \`make bench BENCH_ARGS=--scale-10m\`;"
