@@ -9,8 +9,8 @@
 #                                      (the figures mean nothing; RESULTS.md is not written)
 #   make bench BENCH_ARGS=--scale-10m
 #
-# Every comparison runs its two sides interleaved (A B A B ..., in-query runs
-# alternate the order each round) in the same cluster at the same time, and the
+# Every comparison runs its two sides interleaved (A B, B A, ...: the order
+# alternates every round) in the same cluster at the same time, and the
 # verdict uses the median of the per-round ratios: on a shared, noisy machine the
 # ratios are what count, not the absolute figures.  The baselines are in
 # bench/baselines.sql, the pgbench scripts in bench/pgbench/.
@@ -45,7 +45,7 @@ SAMPLE=200000                  # tokens per in-query measurement and pgbench sam
 JWT_SAMPLE=50000               # access tokens per JWT measurement
 ISSUE_CALLS=20000              # issues in the one-query issue measurement
 ROUNDS=5                       # in-query rounds per side
-PGB_ROUNDS=3                   # pgbench rounds per side
+PGB_ROUNDS=4                   # pgbench rounds per side (even: as many A B as B A)
 PGB_SECS=10                    # seconds per pgbench run
 CLIENTS=8
 THREADS=2
@@ -186,12 +186,16 @@ ratio_ms() {
 # ---- pgbench measurements ----
 
 # pgbench_pair MEASURE CLIENTS SECS LABEL_A SCRIPT_A LABEL_B SCRIPT_B [pgbench options]:
-# PGB_ROUNDS rounds of A then B (prepared statements), tps into bench.tps.
+# PGB_ROUNDS rounds of A then B, or B then A every other round (prepared
+# statements), tps into bench.tps.
 pgbench_pair() {
-	local measure="$1" clients="$2" secs="$3" la="$4" sa="$5" lb="$6" sb="$7" r label script
+	local measure="$1" clients="$2" secs="$3" la="$4" sa="$5" lb="$6" sb="$7" r label script order
 	shift 7
 	for ((r = 1; r <= PGB_ROUNDS; r++)); do
-		for label in "$la" "$lb"; do
+		# A B, then B A: a drift in the machine's load during a round does
+		# not always favour the same side
+		if ((r % 2)); then order=("$la" "$lb"); else order=("$lb" "$la"); fi
+		for label in "${order[@]}"; do
 			if [[ "$label" == "$la" ]]; then script="$sa"; else script="$sb"; fi
 			run_pgbench "$measure" "$label" "$r" "$clients" "$secs" "$script" "$@"
 		done
@@ -697,7 +701,7 @@ done
 	echo "  as valid."
 	echo "- **pgbench** (\`bench/pgbench/\`): \`-M prepared -c $CLIENTS -j $THREADS -T $PGB_SECS\`,"
 	echo "  $PGB_ROUNDS rounds of A then B. Both sides of a pair fetch the token (or claims)"
-	echo "  the same way (\`bench.tokens\` by a random \`n\`), so they differ only in the"
+	echo "  $PGB_ROUNDS rounds, A then B and B then A in turn. Both sides of a pair fetch the token (or claims)"
 	echo "  lookup. The pre-request pair is a PostgREST GET request: a READ ONLY transaction"
 	echo "  that sets \`request.jwt.claims\` with \`set_config\`, then calls"
 	echo "  \`sessmgr_api.pre_request()\` or does the bare primary-key lookup; its ratio is"
