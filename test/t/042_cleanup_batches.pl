@@ -1,6 +1,7 @@
 # Cleanup sizes its batches by how long they take: each pass starts at 100
-# rows, a transaction open longer than 50 ms halves the next batch, one under
-# 25 ms doubles it, never above batch_size nor below 10 rows.  The run
+# rows, a transaction open longer than 30 ms halves the next batch, one under
+# 15 ms makes it a quarter larger (plus one row), never above batch_size nor
+# below 10 rows.  The run
 # reports each step at DEBUG1; this test checks every step of real runs
 # against that rule, using the times the run reported (it asserts no timing
 # of its own), and that the run removes exactly what it should.
@@ -71,19 +72,19 @@ sub check_steps
 			$rows = $2;
 			push @sizes, $rows;
 		}
-		elsif ($line =~ /sessmgr cleanup: transaction took (\d+) ms, next batch (\d+) rows/)
+		elsif ($line =~ /sessmgr cleanup: transaction took (\d+) ms \(\d+ ms on CPU\), next batch (\d+) rows/)
 		{
 			my ($ms, $next) = ($1, $2);
 			next unless defined $rows;    # the run's own first transactions
 			my $want = $rows;
-			if ($ms > 50)
+			if ($ms > 30)
 			{
 				$want = int($rows / 2);
 				$want = $floor if $want < $floor;
 			}
-			elsif ($ms < 25)
+			elsif ($ms < 15)
 			{
-				$want = $rows * 2;
+				$want = $rows + int($rows / 4) + 1;
 				$want = $batch_size if $want > $batch_size;
 			}
 			$bad++, diag("$label: $rows rows took $ms ms, next $next rows, not $want")
