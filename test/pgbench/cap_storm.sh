@@ -30,37 +30,15 @@
 # Prints one result line; exits non-zero on any violation.
 set -euo pipefail
 
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+# shellcheck source=test/pgbench/storm_lib.bash
+source "$(dirname "${BASH_SOURCE[0]}")/storm_lib.bash"
+storm_init cap_storm
+
 CAP=5
 CLIENTS=32
 THREADS=2
 SECONDS_PER_PASS=5
-DB="sessmgr_storm_$$"
-MAINT_DB="${PGDATABASE:-postgres}"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/sessmgr-storm.XXXXXX")"
 RR_OPTIONS='-c default_transaction_isolation=repeatable\ read'
-
-psql_maint() {
-	"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -d "$MAINT_DB" "$@"
-}
-psql_storm() {
-	"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -d "$DB" "$@"
-}
-
-cleanup() {
-	local rc=$?
-	set +e
-	psql_maint -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
-		echo "cap_storm: could not drop database $DB" >&2
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "cap_storm: FAIL: $*" >&2
-	exit 1
-}
 
 started=$SECONDS
 

@@ -30,34 +30,12 @@
 # Prints one result line; exits non-zero on any violation.
 set -euo pipefail
 
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
-DB="sessmgr_cleanup_storm_$$"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/sessmgr-cleanup-storm.XXXXXX")"
-MAINT_DB="${PGDATABASE:-postgres}"
+# shellcheck source=test/pgbench/storm_lib.bash
+source "$(dirname "${BASH_SOURCE[0]}")/storm_lib.bash"
+storm_init cleanup_storm
+
 STORM_SECONDS=10
 BACKLOG=100000
-
-psql_maint() {
-	"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -d "$MAINT_DB" "$@"
-}
-psql_storm() {
-	"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -d "$DB" "$@"
-}
-
-cleanup() {
-	local rc=$?
-	set +e
-	psql_maint -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
-		echo "cleanup_storm: could not drop database $DB" >&2
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "cleanup_storm: FAIL: $*" >&2
-	exit 1
-}
 
 # Check a pgbench report: exit status 0, transactions done, none failed.
 check_pgbench() {
