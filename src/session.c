@@ -57,6 +57,9 @@ typedef struct SessionProbe
 	dlist_node	node;			/* in kept_probes while open */
 } SessionProbe;
 
+/* fn_extra after the first call of a query, before a probe is kept */
+static char called_once;
+
 /* the kept probes that are open, for the resource-release callback */
 static dlist_head kept_probes = DLIST_STATIC_INIT(kept_probes);
 static bool release_callback_registered = false;
@@ -189,7 +192,7 @@ probe_forget(SessionProbe *p)
 {
 	p->open = false;
 	dlist_delete(&p->node);
-	p->flinfo->fn_extra = NULL;
+	p->flinfo->fn_extra = &called_once;
 }
 
 static void
@@ -227,9 +230,11 @@ probe_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLeve
 
 /*
  * The same as SessmgrFetchSession, for a set-returning function called once
- * per row of a query: the first call opens the scan and keeps it in
+ * per row of a query: the second call opens the scan and keeps it in
  * fn_extra until the query ends, so each further call costs an index
- * rescan, not two relation opens and a scan set-up.
+ * rescan, not two relation opens and a scan set-up.  (The first call
+ * fetches on its own: a query that validates one token, the common case,
+ * pays nothing for keeping.)
  *
  * Only a set-returning call keeps a probe: its FmgrInfo lives in the
  * query's memory.  A scalar call can sit in expression state that outlives
@@ -246,11 +251,18 @@ SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 	if (fcinfo->flinfo == NULL || rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
 		return SessmgrFetchSession(id, row);
 
+	/* the first call of a query fetches on its own: many queries make one */
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		fcinfo->flinfo->fn_extra = &called_once;
+		return SessmgrFetchSession(id, row);
+	}
+
 	p = (SessionProbe *) fcinfo->flinfo->fn_extra;
-	if (p != NULL && p->owner != CurrentResourceOwner)
+	if (p != (SessionProbe *) &called_once && p->owner != CurrentResourceOwner)
 		return SessmgrFetchSession(id, row);	/* not ours to use here */
 
-	if (p == NULL)
+	if (p == (SessionProbe *) &called_once)
 	{
 		MemoryContext oldcontext = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 		MemoryContextCallback *cb;
