@@ -228,6 +228,35 @@ probe_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLeve
 	}
 }
 
+/* Open a probe and keep it for the query flinfo belongs to (see above). */
+static SessionProbe *
+probe_keep(FmgrInfo *flinfo)
+{
+	MemoryContext oldcontext = MemoryContextSwitchTo(flinfo->fn_mcxt);
+	SessionProbe *p;
+	MemoryContextCallback *cb;
+
+	if (!release_callback_registered)
+	{
+		RegisterResourceReleaseCallback(probe_release_callback, NULL);
+		release_callback_registered = true;
+	}
+	p = palloc0(sizeof(SessionProbe));
+	cb = palloc0(sizeof(MemoryContextCallback));
+	probe_open(p);
+	MemoryContextSwitchTo(oldcontext);
+
+	p->flinfo = flinfo;
+	p->owner = CurrentResourceOwner;
+	p->open = true;
+	dlist_push_head(&kept_probes, &p->node);
+	cb->func = probe_memory_reset;
+	cb->arg = p;
+	MemoryContextRegisterResetCallback(flinfo->fn_mcxt, cb);
+	flinfo->fn_extra = p;
+	return p;
+}
+
 /*
  * The same as SessmgrFetchSession, for a set-returning function called once
  * per row of a query: the second call opens the scan and keeps it in
@@ -246,45 +275,26 @@ SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 							SessmgrSessionRow *row)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	FmgrInfo   *flinfo = fcinfo->flinfo;
 	SessionProbe *p;
 
-	if (fcinfo->flinfo == NULL || rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+	if (flinfo == NULL || rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
 		return SessmgrFetchSession(id, row);
 
 	/* the first call of a query fetches on its own: many queries make one */
-	if (fcinfo->flinfo->fn_extra == NULL)
+	if (flinfo->fn_extra == NULL)
 	{
-		fcinfo->flinfo->fn_extra = &called_once;
+		flinfo->fn_extra = &called_once;
 		return SessmgrFetchSession(id, row);
 	}
 
-	p = (SessionProbe *) fcinfo->flinfo->fn_extra;
-	if (p != (SessionProbe *) &called_once && p->owner != CurrentResourceOwner)
-		return SessmgrFetchSession(id, row);	/* not ours to use here */
-
-	if (p == (SessionProbe *) &called_once)
+	if (flinfo->fn_extra == &called_once)
+		p = probe_keep(flinfo);
+	else
 	{
-		MemoryContext oldcontext = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		MemoryContextCallback *cb;
-
-		if (!release_callback_registered)
-		{
-			RegisterResourceReleaseCallback(probe_release_callback, NULL);
-			release_callback_registered = true;
-		}
-		p = palloc0(sizeof(SessionProbe));
-		cb = palloc0(sizeof(MemoryContextCallback));
-		probe_open(p);
-		MemoryContextSwitchTo(oldcontext);
-
-		p->flinfo = fcinfo->flinfo;
-		p->owner = CurrentResourceOwner;
-		p->open = true;
-		dlist_push_head(&kept_probes, &p->node);
-		cb->func = probe_memory_reset;
-		cb->arg = p;
-		MemoryContextRegisterResetCallback(fcinfo->flinfo->fn_mcxt, cb);
-		fcinfo->flinfo->fn_extra = p;
+		p = (SessionProbe *) flinfo->fn_extra;
+		if (p->owner != CurrentResourceOwner)
+			return SessmgrFetchSession(id, row);	/* not ours to use here */
 	}
 
 	/* each call reads with the active snapshot, as a fresh scan would */
