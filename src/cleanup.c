@@ -119,8 +119,9 @@ typedef struct CleanupRun
 /*
  * End the current batch: commit it and start the next transaction under
  * READ COMMITTED (see the file header) with synchronous_commit off, sizing
- * the next batch by how long this one took.  Inside a transaction block there is nothing to commit;
- * the whole run is one transaction, in batches of batch_size.
+ * the next batch by how long this one took.  Inside a transaction block
+ * there is nothing to commit; the whole run is one transaction, in batches
+ * of batch_size.
  */
 static void
 next_batch(CleanupRun *run)
