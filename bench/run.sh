@@ -443,13 +443,17 @@ if [[ -n "$CLEANUP_KIND" ]]; then
 	# validate alone, with per-transaction latencies, in 5 s runs like below
 	# (each run's new connections pay their first calls' setup in both cases)
 	step "cleanup: validate alone for ${CLEANUP_IDLE_SECS}s"
-	for ((chunk = 1; chunk * 5 <= CLEANUP_IDLE_SECS; chunk++)); do
+	# 5 s of validate through pgbench, latencies logged as $WORK/$1.*
+	validate_5s() {
 		(cd "$WORK" && "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$THREADS" -T 5 \
-			-D sample="$SAMPLE" -l --log-prefix="idle$chunk" -f "$SESSMGR_ROOT/bench/pgbench/validate.sql" "$DB" \
-			>"$WORK/pgbench-idle$chunk.out" 2>&1) || {
-			cat "$WORK/pgbench-idle$chunk.out" >&2
-			fail "pgbench (validate alone) failed"
+			-D sample="$SAMPLE" -l --log-prefix="$1" -f "$SESSMGR_ROOT/bench/pgbench/validate.sql" "$DB" \
+			>"$WORK/pgbench-$1.out" 2>&1) || {
+			cat "$WORK/pgbench-$1.out" >&2
+			fail "pgbench ($2) failed"
 		}
+	}
+	for ((chunk = 1; chunk * 5 <= CLEANUP_IDLE_SECS; chunk++)); do
+		validate_5s "idle$chunk" "validate alone"
 	done
 	# cleanup, its transactions watched, while validate runs in 5 s chunks
 	step "cleanup: CALL sessmgr.cleanup() while validate runs"
@@ -463,12 +467,7 @@ if [[ -n "$CLEANUP_KIND" ]]; then
 	chunk=0
 	while kill -0 "$cleanup_pid" 2>/dev/null; do
 		chunk=$((chunk + 1))
-		(cd "$WORK" && "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$THREADS" -T 5 \
-			-D sample="$SAMPLE" -l --log-prefix="during$chunk" -f "$SESSMGR_ROOT/bench/pgbench/validate.sql" "$DB" \
-			>"$WORK/pgbench-during$chunk.out" 2>&1) || {
-			cat "$WORK/pgbench-during$chunk.out" >&2
-			fail "pgbench (validate during cleanup) failed"
-		}
+		validate_5s "during$chunk" "validate during cleanup"
 	done
 	wait "$cleanup_pid" || {
 		cat "$WORK/cleanup.out" >&2
