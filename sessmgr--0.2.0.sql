@@ -1,0 +1,867 @@
+/* sessmgr--0.2.0.sql: sessmgr 0.2.0, complete (new installs); 0.1.0 installs update with sessmgr--0.1.0--0.2.0.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION sessmgr" to load this file. \quit
+
+/*
+ * Refuse a schema that some untrusted role prepared for us: its owner could
+ * replace anything we create in it.  CREATE EXTENSION creates the schema as
+ * the installing superuser when it does not exist yet.
+ */
+DO $guard$
+DECLARE
+    nsp_owner_is_superuser boolean;
+BEGIN
+    SELECT r.rolsuper INTO nsp_owner_is_superuser
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'sessmgr';
+    IF NOT nsp_owner_is_superuser THEN
+        RAISE EXCEPTION 'schema "sessmgr" is owned by a role that is not a superuser'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop the schema, or transfer it to a superuser, before CREATE EXTENSION sessmgr.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE NOT r.rolsuper
+                  AND pg_catalog.has_schema_privilege(r.oid, 'sessmgr', 'CREATE'))
+       OR pg_catalog.has_schema_privilege('public', 'sessmgr', 'CREATE') THEN
+        RAISE EXCEPTION 'schema "sessmgr" lets a role that is not a superuser create objects'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Revoke CREATE on schema sessmgr from every other role before CREATE EXTENSION sessmgr.';
+    END IF;
+END
+$guard$;
+
+/*
+ * One row per session.  Fixed-width columns come first so that the
+ * validation hot path deforms them at cached offsets.  token_hash is
+ * SHA-256(session id || secret); the secret itself is never stored.
+ * Refreshing rotates the token: token_gen is a random tag of the current
+ * token that access tokens carry, and the previous token's hash and tag are
+ * kept for the grace window and for the access tokens minted before the
+ * rotation.
+ * Timeouts are fixed at issuance; idle_timeout is an exact duration (no
+ * calendar days or months), so time zones and DST never change it.
+ */
+CREATE TABLE sessmgr.sessions (
+    -- read by every validation: fixed-width first, then the two it compares
+    id              uuid        NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_active_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at      timestamptz NOT NULL,
+    idle_timeout    interval    NOT NULL,
+    token_gen       bigint      NOT NULL DEFAULT 0,
+    remember        boolean     NOT NULL DEFAULT false,
+    token_hash      bytea       NOT NULL,
+    user_id         text        NOT NULL,
+    revoked_at      timestamptz,
+    prev_token_gen  bigint,
+    -- the rest
+    revoke_reason   text,
+    rotated_at      timestamptz,
+    prev_token_hash bytea,
+    device_name     text,
+    user_agent      text,
+    ip              inet,
+    location        text,
+    metadata        jsonb       NOT NULL DEFAULT '{}',
+    CONSTRAINT sessions_pkey PRIMARY KEY (id),
+    CONSTRAINT sessions_token_hash_check
+        CHECK (pg_catalog.octet_length(token_hash) OPERATOR(pg_catalog.=) 32),
+    CONSTRAINT sessions_user_id_check
+        CHECK (pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 0
+               AND pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.<=) 256),
+    CONSTRAINT sessions_lifetime_check
+        CHECK (expires_at OPERATOR(pg_catalog.>) created_at),
+    CONSTRAINT sessions_idle_timeout_check
+        CHECK (idle_timeout OPERATOR(pg_catalog.>) '0'::interval
+               AND pg_catalog.date_part('day', idle_timeout) OPERATOR(pg_catalog.=) 0
+               AND pg_catalog.date_part('month', idle_timeout) OPERATOR(pg_catalog.=) 0),
+    CONSTRAINT sessions_revoked_check
+        CHECK ((revoked_at IS NULL) OPERATOR(pg_catalog.=) (revoke_reason IS NULL)),
+    CONSTRAINT sessions_revoke_reason_check
+        CHECK (pg_catalog.octet_length(revoke_reason) OPERATOR(pg_catalog.<=) 64),
+    CONSTRAINT sessions_device_name_check
+        CHECK (pg_catalog.octet_length(device_name) OPERATOR(pg_catalog.<=) 256),
+    CONSTRAINT sessions_user_agent_check
+        CHECK (pg_catalog.octet_length(user_agent) OPERATOR(pg_catalog.<=) 2048),
+    CONSTRAINT sessions_location_check
+        CHECK (pg_catalog.octet_length(location) OPERATOR(pg_catalog.<=) 256),
+    CONSTRAINT sessions_metadata_check
+        CHECK (pg_catalog.jsonb_typeof(metadata) OPERATOR(pg_catalog.=) 'object')
+);
+
+COMMENT ON TABLE sessmgr.sessions IS
+    'One row per session; only a hash of each token is kept.';
+
+-- a user's live sessions: the cap, listing and revoke_all
+CREATE INDEX sessions_user_active_idx ON sessmgr.sessions (user_id, created_at)
+    WHERE revoked_at IS NULL;
+
+/*
+ * One row per user that was ever issued a session.  Every change to a user's
+ * sessions first locks the user's row here, and issuance and revocation
+ * update it; that makes the cap race-free at every isolation level and gives
+ * all writers one lock order (see src/triggers.c).
+ */
+CREATE TABLE sessmgr.session_owners (
+    user_id         text        NOT NULL,
+    sessions_issued bigint      NOT NULL DEFAULT 0,
+    last_issued_at  timestamptz,
+    last_revoked_at timestamptz,
+    CONSTRAINT session_owners_pkey PRIMARY KEY (user_id)
+);
+
+COMMENT ON TABLE sessmgr.session_owners IS
+    'Per-user issuance counter and lock that serializes the session cap.';
+
+/* The audit trail: one row per issuance, revocation and cap eviction. */
+CREATE TABLE sessmgr.session_events (
+    id          bigint      GENERATED ALWAYS AS IDENTITY,
+    occurred_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    event       text        NOT NULL,
+    session_id  uuid        NOT NULL,
+    user_id     text        NOT NULL,
+    reason      text,
+    actor       name        NOT NULL,
+    ip          inet,
+    CONSTRAINT session_events_pkey PRIMARY KEY (id),
+    CONSTRAINT session_events_event_check
+        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict']::text[]))
+);
+
+COMMENT ON TABLE sessmgr.session_events IS
+    'Audit trail: issue, revoke and evict events, with the role that caused them.';
+
+CREATE INDEX session_events_session_idx ON sessmgr.session_events (session_id);
+CREATE INDEX session_events_user_idx ON sessmgr.session_events (user_id, occurred_at);
+
+-- the tables hold state, not definitions: pg_dump must dump their rows
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.session_owners', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.session_events', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.session_events_id_seq', '');
+
+/* Triggers: the cap, finality of ended sessions, the audit trail. */
+
+CREATE FUNCTION sessmgr.sessions_enforce_cap() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_sessions_enforce_cap'
+    LANGUAGE C;
+
+CREATE FUNCTION sessmgr.sessions_guard_ended() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_sessions_guard_ended'
+    LANGUAGE C;
+
+CREATE FUNCTION sessmgr.sessions_audit() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_sessions_audit'
+    LANGUAGE C;
+
+CREATE TRIGGER sessions_enforce_cap
+    BEFORE INSERT ON sessmgr.sessions
+    FOR EACH ROW EXECUTE FUNCTION sessmgr.sessions_enforce_cap();
+
+CREATE TRIGGER sessions_guard_ended
+    BEFORE UPDATE ON sessmgr.sessions
+    FOR EACH ROW EXECUTE FUNCTION sessmgr.sessions_guard_ended();
+
+CREATE TRIGGER sessions_audit_issue
+    AFTER INSERT ON sessmgr.sessions
+    FOR EACH ROW EXECUTE FUNCTION sessmgr.sessions_audit();
+
+CREATE TRIGGER sessions_audit_end
+    AFTER UPDATE OF revoked_at ON sessmgr.sessions
+    FOR EACH ROW
+    WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION sessmgr.sessions_audit();
+
+/* The API. */
+
+CREATE FUNCTION sessmgr.issue(
+    user_id     text,
+    device_name text    DEFAULT NULL,
+    user_agent  text    DEFAULT NULL,
+    ip          inet    DEFAULT NULL,
+    location    text    DEFAULT NULL,
+    remember    boolean DEFAULT false,
+    metadata    jsonb   DEFAULT '{}')
+RETURNS TABLE (session_id uuid, token text, expires_at timestamptz, access_token text)
+    AS 'MODULE_PATHNAME', 'sessmgr_issue'
+    LANGUAGE C VOLATILE ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb) IS
+    'Issue a session for an authenticated user; returns its token (once) and an access token.';
+
+CREATE FUNCTION sessmgr.validate(token text)
+RETURNS TABLE (session_id uuid, user_id text, expires_at timestamptz)
+    AS 'MODULE_PATHNAME', 'sessmgr_validate'
+    LANGUAGE C VOLATILE STRICT ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.validate(text) IS
+    'One row for the token of an active session, none otherwise; slides its activity.';
+
+CREATE FUNCTION sessmgr.authenticate(token text) RETURNS text
+    AS 'MODULE_PATHNAME', 'sessmgr_authenticate'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.authenticate(text) IS
+    'Validate a token and make its user the transaction''s identity; returns the user id or NULL.';
+
+CREATE FUNCTION sessmgr.current_user_id() RETURNS text
+    AS 'MODULE_PATHNAME', 'sessmgr_current_user_id'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.current_user_id() IS
+    'The user authenticated in this transaction, or NULL.';
+
+CREATE FUNCTION sessmgr.current_session_id() RETURNS uuid
+    AS 'MODULE_PATHNAME', 'sessmgr_current_session_id'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.current_session_id() IS
+    'The session authenticated in this transaction, or NULL.';
+
+CREATE FUNCTION sessmgr.revoke(
+    session_id uuid,
+    user_id    text DEFAULT NULL,
+    reason     text DEFAULT 'logout')
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_revoke'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.revoke(uuid, text, text) IS
+    'End one session (of user_id, when given); true if this call ended it.';
+
+CREATE FUNCTION sessmgr.revoke_all(
+    user_id        text,
+    except_session uuid DEFAULT NULL,
+    reason         text DEFAULT 'logout_all')
+RETURNS integer
+    AS 'MODULE_PATHNAME', 'sessmgr_revoke_all'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.revoke_all(text, uuid, text) IS
+    'End every active session of a user, optionally but one; returns how many.';
+
+/*
+ * Every user's active sessions, for administrators.  A view runs with its
+ * owner's rights, so SELECT on it does not give access to sessions itself,
+ * and it leaves out the token hashes.
+ */
+CREATE VIEW sessmgr.active_sessions AS
+SELECT s.id,
+       s.user_id,
+       s.device_name,
+       s.user_agent,
+       s.ip,
+       s.location,
+       s.metadata,
+       s.remember AS is_remembered,
+       s.created_at,
+       s.last_active_at,
+       s.expires_at
+  FROM sessmgr.sessions s
+ WHERE s.revoked_at IS NULL
+   AND s.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()
+   AND s.last_active_at OPERATOR(pg_catalog.+) s.idle_timeout
+       OPERATOR(pg_catalog.>) pg_catalog.now();
+
+COMMENT ON VIEW sessmgr.active_sessions IS
+    'Every user''s active sessions (no token hashes), for administrators.';
+
+CREATE FUNCTION sessmgr.list_sessions(user_id text, current_session uuid DEFAULT NULL)
+RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location text,
+               created_at timestamptz, last_active_at timestamptz,
+               expires_at timestamptz, is_current boolean, is_remembered boolean)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.id, a.device_name, a.user_agent, a.ip, a.location,
+           a.created_at, a.last_active_at, a.expires_at,
+           coalesce(a.id OPERATOR(pg_catalog.=) $2, false),
+           a.is_remembered
+      FROM sessmgr.active_sessions a
+     WHERE a.user_id OPERATOR(pg_catalog.=) $1
+     ORDER BY a.last_active_at DESC, a.created_at DESC, a.id
+$$;
+
+COMMENT ON FUNCTION sessmgr.list_sessions(text, uuid) IS
+    'A user''s active sessions, most recently active first, the current one marked.';
+
+/* ---- cleanup, retention, change notifications, health ---- */
+
+/*
+ * Cleanup walks sessions in (expires_at, id) order and events in
+ * (occurred_at, id) order, a batch at a time, so that a run reads each row
+ * once (src/cleanup.c).  Neither column ever changes, and last_active_at
+ * stays out of every index, so the activity touch remains a HOT update.
+ */
+CREATE INDEX sessions_expires_at_idx ON sessmgr.sessions (expires_at, id);
+CREATE INDEX session_events_occurred_at_idx ON sessmgr.session_events (occurred_at, id);
+
+/* One row per cleanup run: when, by whom, and what it removed. */
+CREATE TABLE sessmgr.cleanup_runs (
+    id               bigint      GENERATED ALWAYS AS IDENTITY,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz,
+    sessions_removed bigint      NOT NULL DEFAULT 0,
+    events_removed   bigint      NOT NULL DEFAULT 0,
+    owners_removed   bigint      NOT NULL DEFAULT 0,
+    actor            name        NOT NULL,
+    CONSTRAINT cleanup_runs_pkey PRIMARY KEY (id)
+);
+
+COMMENT ON TABLE sessmgr.cleanup_runs IS
+    'Cleanup runs (kept for sessmgr.event_retention); finished_at is NULL while running or after a failure.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.cleanup_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.cleanup_runs_id_seq', '');
+
+CREATE PROCEDURE sessmgr.cleanup(
+    batch_size             integer DEFAULT 1000,
+    INOUT sessions_removed bigint  DEFAULT NULL,
+    INOUT events_removed   bigint  DEFAULT NULL,
+    INOUT owners_removed   bigint  DEFAULT NULL)
+    AS 'MODULE_PATHNAME', 'sessmgr_cleanup'
+    LANGUAGE C;
+
+COMMENT ON PROCEDURE sessmgr.cleanup(integer, bigint, bigint, bigint) IS
+    'Remove sessions ended longer ago than sessmgr.retention and events older than sessmgr.event_retention, in batches.';
+
+-- REVOKE ... ON ALL FUNCTIONS below does not cover procedures
+REVOKE ALL ON PROCEDURE sessmgr.cleanup(integer, bigint, bigint, bigint) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.schedule_cleanup(schedule text DEFAULT '*/5 * * * *') RETURNS bigint
+    AS 'MODULE_PATHNAME', 'sessmgr_schedule_cleanup'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.schedule_cleanup(text) IS
+    'Have pg_cron run CALL sessmgr.cleanup() in this database on a schedule; returns the job id.';
+
+CREATE FUNCTION sessmgr.unschedule_cleanup() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_unschedule_cleanup'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.unschedule_cleanup() IS
+    'Remove this database''s cleanup job from pg_cron; false if there was none.';
+
+/*
+ * DROP EXTENSION sessmgr must not leave pg_cron running a command that no
+ * longer exists.  ddl_command_start is the last moment the extension's own
+ * code still exists during its DROP.
+ */
+CREATE FUNCTION sessmgr.unschedule_cleanup_on_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_unschedule_cleanup_on_drop'
+    LANGUAGE C;
+
+CREATE EVENT TRIGGER sessmgr_unschedule_cleanup_on_drop
+    ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION sessmgr.unschedule_cleanup_on_drop();
+
+/*
+ * Health figures for monitoring, in one row.  Reads every session row (and
+ * no event row), so poll it every minute or so, not per request.
+ */
+CREATE FUNCTION sessmgr.stats(
+    OUT active_sessions                  bigint,
+    OUT users_with_active_sessions       bigint,
+    OUT max_sessions_per_user            bigint,
+    OUT p50_sessions_per_user            double precision,
+    OUT p95_sessions_per_user            double precision,
+    OUT oldest_active_session_created_at timestamptz,
+    OUT ended_last_24h                   jsonb,
+    OUT sessions_rows                    bigint,
+    OUT sessions_awaiting_cleanup        bigint,
+    OUT sessions_table_bytes             bigint,
+    OUT sessions_index_bytes             bigint,
+    OUT sessions_dead_tuples             bigint,
+    OUT events_table_bytes               bigint,
+    OUT events_index_bytes               bigint,
+    OUT events_dead_tuples               bigint,
+    OUT owners_table_bytes               bigint,
+    OUT owners_dead_tuples               bigint,
+    OUT last_cleanup_started_at          timestamptz,
+    OUT last_cleanup_finished_at         timestamptz,
+    OUT last_cleanup_sessions_removed    bigint,
+    OUT last_cleanup_events_removed      bigint,
+    OUT last_cleanup_owners_removed      bigint,
+    OUT notification_queue_usage         double precision)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retention interval;
+BEGIN
+    -- the sessmgr.* settings exist once the library is loaded in this backend
+    PERFORM sessmgr.current_session_id();
+    SELECT make_interval(secs => s.setting::double precision) INTO retention
+      FROM pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'sessmgr.retention';
+
+    WITH s AS (
+        SELECT x.user_id, x.created_at, x.revoked_at, x.revoke_reason, x.expires_at,
+               x.last_active_at OPERATOR(pg_catalog.+) x.idle_timeout AS idle_end
+          FROM sessmgr.sessions x
+    ), judged AS (
+        SELECT s.*,
+               (s.revoked_at IS NULL
+                AND s.expires_at OPERATOR(pg_catalog.>) now()
+                AND s.idle_end OPERATOR(pg_catalog.>) now()) AS live,
+               least(s.revoked_at, s.expires_at, s.idle_end) AS ended_at,
+               CASE WHEN s.revoked_at IS NOT NULL
+                         AND s.revoked_at OPERATOR(pg_catalog.<=) least(s.expires_at, s.idle_end)
+                    THEN 'revoked'
+                    WHEN s.idle_end OPERATOR(pg_catalog.<) s.expires_at THEN 'idle_timeout'
+                    ELSE 'absolute_timeout' END AS how
+          FROM s
+    ), per_user AS (
+        SELECT j.user_id, count(*) AS n FROM judged j WHERE j.live GROUP BY j.user_id
+    ), ended AS (
+        SELECT j.how, j.revoke_reason, count(*) AS n
+          FROM judged j
+         WHERE NOT j.live
+           AND j.ended_at OPERATOR(pg_catalog.>) (now() OPERATOR(pg_catalog.-) interval '24 hours')
+         GROUP BY j.how, j.revoke_reason
+    )
+    SELECT (SELECT count(*) FROM judged j WHERE j.live),
+           (SELECT count(*) FROM per_user),
+           (SELECT max(p.n) FROM per_user p),
+           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY p.n) FROM per_user p),
+           (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY p.n) FROM per_user p),
+           (SELECT min(j.created_at) FROM judged j WHERE j.live),
+           (SELECT jsonb_build_object(
+                'revoked', coalesce((SELECT jsonb_object_agg(e.revoke_reason, e.n)
+                                       FROM ended e WHERE e.how OPERATOR(pg_catalog.=) 'revoked'),
+                                    '{}'::jsonb),
+                'idle_timeout', coalesce((SELECT sum(e.n) FROM ended e
+                                           WHERE e.how OPERATOR(pg_catalog.=) 'idle_timeout'), 0),
+                'absolute_timeout', coalesce((SELECT sum(e.n) FROM ended e
+                                               WHERE e.how OPERATOR(pg_catalog.=) 'absolute_timeout'), 0))),
+           (SELECT count(*) FROM judged),
+           (SELECT count(*) FROM judged j
+             WHERE j.ended_at OPERATOR(pg_catalog.<) (now() OPERATOR(pg_catalog.-) retention))
+      INTO active_sessions, users_with_active_sessions, max_sessions_per_user,
+           p50_sessions_per_user, p95_sessions_per_user, oldest_active_session_created_at,
+           ended_last_24h, sessions_rows, sessions_awaiting_cleanup;
+
+    sessions_table_bytes := pg_table_size('sessmgr.sessions');
+    sessions_index_bytes := pg_indexes_size('sessmgr.sessions');
+    sessions_dead_tuples := pg_stat_get_dead_tuples('sessmgr.sessions'::regclass);
+    events_table_bytes := pg_table_size('sessmgr.session_events');
+    events_index_bytes := pg_indexes_size('sessmgr.session_events');
+    events_dead_tuples := pg_stat_get_dead_tuples('sessmgr.session_events'::regclass);
+    owners_table_bytes := pg_table_size('sessmgr.session_owners');
+    owners_dead_tuples := pg_stat_get_dead_tuples('sessmgr.session_owners'::regclass);
+
+    -- the last run that finished: a run that failed never does
+    SELECT r.started_at, r.finished_at, r.sessions_removed, r.events_removed, r.owners_removed
+      INTO last_cleanup_started_at, last_cleanup_finished_at, last_cleanup_sessions_removed,
+           last_cleanup_events_removed, last_cleanup_owners_removed
+      FROM sessmgr.cleanup_runs r
+     WHERE r.finished_at IS NOT NULL
+     ORDER BY r.finished_at DESC
+     LIMIT 1;
+
+    notification_queue_usage := pg_notification_queue_usage();
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.stats() IS
+    'Health figures: active sessions, per-user spread, recent endings, sizes, dead tuples, last cleanup.';
+
+/* ---- access tokens, refresh rotation, PostgREST exposure ---- */
+
+/*
+ * Signing keys for access tokens.  Only the extension reads this table;
+ * sessmgr.jwks() hands the key set to an administrator for PostgREST's
+ * jwt-secret.  A statement trigger makes every backend reload its key cache
+ * when the table changes.
+ */
+CREATE TABLE sessmgr.signing_keys (
+    kid        text        NOT NULL,
+    alg        text        NOT NULL,
+    secret     bytea       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    signs_from timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    retired_at timestamptz,
+    CONSTRAINT signing_keys_pkey PRIMARY KEY (kid),
+    CONSTRAINT signing_keys_kid_check
+        CHECK (pg_catalog.octet_length(kid) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(kid) OPERATOR(pg_catalog.<=) 64),
+    CONSTRAINT signing_keys_alg_check
+        CHECK (alg OPERATOR(pg_catalog.=) ANY (ARRAY['HS256', 'HS384', 'HS512']::text[])),
+    CONSTRAINT signing_keys_secret_check
+        CHECK (pg_catalog.octet_length(secret) OPERATOR(pg_catalog.>=) 32)
+);
+
+COMMENT ON TABLE sessmgr.signing_keys IS
+    'Access-token signing keys; every unretired key verifies, the one with the latest due signs_from signs.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.signing_keys', '');
+
+CREATE FUNCTION sessmgr.signing_keys_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_signing_keys_changed'
+    LANGUAGE C;
+
+CREATE TRIGGER signing_keys_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sessmgr.signing_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION sessmgr.signing_keys_changed();
+
+/*
+ * Hashes of session tokens replaced by a refresh (older than the previous
+ * one, which the session row keeps).  Presenting one again is reuse.
+ */
+CREATE TABLE sessmgr.retired_tokens (
+    token_hash  bytea       NOT NULL,
+    session_id  uuid        NOT NULL,
+    retired_at  timestamptz NOT NULL,
+    CONSTRAINT retired_tokens_pkey PRIMARY KEY (token_hash),
+    CONSTRAINT retired_tokens_session_fkey FOREIGN KEY (session_id)
+        REFERENCES sessmgr.sessions (id) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE sessmgr.retired_tokens IS
+    'Hashes of rotated-out session tokens, for refresh-token reuse detection.';
+
+CREATE INDEX retired_tokens_session_idx ON sessmgr.retired_tokens (session_id);
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.retired_tokens', '');
+
+CREATE FUNCTION sessmgr.refresh(token text)
+RETURNS TABLE (status text, session_id uuid, token text, access_token text,
+               expires_at timestamptz)
+    AS 'MODULE_PATHNAME', 'sessmgr_refresh'
+    LANGUAGE C VOLATILE ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.refresh(text) IS
+    'Rotate a session token: status ok (new token and access token), invalid, expired or reuse_detected.';
+
+CREATE FUNCTION sessmgr.verify_access_token(jwt text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sessmgr_verify_access_token'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.verify_access_token(text) IS
+    'The claims of a valid access token of an active session, NULL otherwise.';
+
+CREATE FUNCTION sessmgr.rotate_signing_key(algorithm text DEFAULT 'HS256',
+                                           signs_from timestamptz DEFAULT NULL)
+RETURNS text
+    AS 'MODULE_PATHNAME', 'sessmgr_rotate_signing_key'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.rotate_signing_key(text, timestamptz) IS
+    'Add a key that verifies now and signs from signs_from (default now); returns its kid.';
+
+CREATE FUNCTION sessmgr.retire_signing_key(kid text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM sessmgr.signing_keys k
+                    WHERE k.kid OPERATOR(pg_catalog.=) retire_signing_key.kid
+                      AND k.retired_at IS NULL) THEN
+        RETURN false;           -- unknown, NULL or already retired
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM sessmgr.signing_keys k
+                    WHERE k.kid OPERATOR(pg_catalog.<>) retire_signing_key.kid
+                      AND k.retired_at IS NULL
+                      AND k.signs_from OPERATOR(pg_catalog.<=) clock_timestamp()) THEN
+        RAISE EXCEPTION 'cannot retire the last signing key'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add a new key with sessmgr.rotate_signing_key() first.';
+    END IF;
+    UPDATE sessmgr.signing_keys k SET retired_at = clock_timestamp()
+     WHERE k.kid OPERATOR(pg_catalog.=) retire_signing_key.kid AND k.retired_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.retire_signing_key(text) IS
+    'Stop a key from verifying access tokens; true if it was in use.';
+
+CREATE FUNCTION sessmgr.jwks() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('keys', coalesce(jsonb_agg(jsonb_build_object(
+               'kty', 'oct',
+               'kid', k.kid,
+               'alg', k.alg,
+               'use', 'sig',
+               'k', rtrim(translate(encode(k.secret, 'base64'), E'+/\n', '-_'), '='))
+               ORDER BY k.signs_from DESC, k.created_at), '[]'::jsonb))
+      FROM sessmgr.signing_keys k
+     WHERE k.retired_at IS NULL
+$$;
+
+COMMENT ON FUNCTION sessmgr.jwks() IS
+    'The unretired signing keys as a JWKS document for PostgREST''s jwt-secret (secret: admins only).';
+
+-- the first signing key; it signs "from the beginning", so that any key a
+-- restored dump brings (with its real signs_from) takes precedence over it
+SELECT sessmgr.rotate_signing_key('HS256', '-infinity');
+
+/*
+ * Helpers for the PostgREST endpoints (not exposed: they live in sessmgr).
+ */
+
+/*
+ * The client address of a PostgREST request: with N trusted proxies that
+ * each append the address they saw to X-Forwarded-For, the N-th hop from the
+ * right (what the outermost trusted proxy saw), or the leftmost hop when
+ * there are fewer.  Hops before it were sent by the client and prove
+ * nothing.  NULL when no proxy is trusted or the hop is not an address.
+ */
+CREATE FUNCTION sessmgr.request_ip() RETURNS inet
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trusted int := coalesce(current_setting('sessmgr.trusted_proxies', true)::int, 0);
+    hops text[];
+    hop text;
+BEGIN
+    IF trusted OPERATOR(pg_catalog.<=) 0 THEN
+        RETURN NULL;
+    END IF;
+    hops := string_to_array(nullif(current_setting('request.headers', true), '')::json
+                            ->> 'x-forwarded-for', ',');
+    IF coalesce(cardinality(hops), 0) OPERATOR(pg_catalog.=) 0 THEN
+        RETURN NULL;
+    END IF;
+    hop := btrim(hops[greatest(1, cardinality(hops) OPERATOR(pg_catalog.-) trusted
+                                  OPERATOR(pg_catalog.+) 1)]);
+    IF hop OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}$' THEN
+        RETURN NULL;
+    END IF;
+    RETURN hop::inet;
+EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value THEN
+    RETURN NULL;
+END
+$$;
+
+-- The refresh token of a request: the argument, else the session cookie.
+CREATE FUNCTION sessmgr.request_refresh_token(refresh_token text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce($1, nullif(current_setting('request.cookies', true), '')::json
+                        ->> '__Host-sessmgr_refresh')
+$$;
+
+-- Set (or, with a NULL token, clear) the session cookie of a browser app.
+CREATE FUNCTION sessmgr.set_session_cookie(token text, expires_at timestamptz) RETURNS void
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT set_config('response.headers',
+               json_build_array(json_build_object('Set-Cookie',
+                   '__Host-sessmgr_refresh=' OPERATOR(pg_catalog.||) coalesce($1, '')
+                   OPERATOR(pg_catalog.||) '; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age='
+                   OPERATOR(pg_catalog.||) CASE WHEN $1 IS NULL THEN 0
+                        ELSE greatest(0, floor(extract(epoch FROM $2 OPERATOR(pg_catalog.-)
+                                                       clock_timestamp())))::bigint
+                        END::text))::text,
+               true)
+$$;
+
+-- The JSON body of a successful login or refresh.
+CREATE FUNCTION sessmgr.session_response(session_id uuid, token text, access_token text,
+                                         expires_at timestamptz, cookie boolean)
+RETURNS json
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cookie THEN
+        PERFORM sessmgr.set_session_cookie(token, expires_at);
+    END IF;
+    RETURN json_strip_nulls(json_build_object(
+        'status', 'ok',
+        'session_id', session_id,
+        'access_token', access_token,
+        'token_type', 'Bearer',
+        'expires_in', least((SELECT setting::bigint FROM pg_settings
+                              WHERE name OPERATOR(pg_catalog.=) 'sessmgr.access_token_ttl'),
+                             floor(extract(epoch FROM expires_at OPERATOR(pg_catalog.-)
+                                                   clock_timestamp()))::bigint),
+        'refresh_token', CASE WHEN cookie THEN NULL ELSE token END,
+        'session_expires_at', expires_at));
+END
+$$;
+
+/*
+ * Issue a session for the current PostgREST request, taking the user agent
+ * and (when trusted) the client address from its headers.  For the
+ * application's own login function, after it has checked the credentials.
+ */
+CREATE FUNCTION sessmgr.issue_from_request(user_id text, remember boolean DEFAULT false,
+                                           device_name text DEFAULT NULL,
+                                           location text DEFAULT NULL,
+                                           cookie boolean DEFAULT false,
+                                           metadata jsonb DEFAULT '{}')
+RETURNS json
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    ua text := nullif(current_setting('request.headers', true), '')::json ->> 'user-agent';
+BEGIN
+    -- a user agent over the column's 2048 bytes is cut, on a character boundary
+    ua := left(ua, 2048);
+    WHILE octet_length(ua) OPERATOR(pg_catalog.>) 2048 LOOP
+        ua := left(ua, -greatest(1, (octet_length(ua) OPERATOR(pg_catalog.-) 2048)
+                                    OPERATOR(pg_catalog./) 4));
+    END LOOP;
+    SELECT * INTO s
+      FROM sessmgr.issue(issue_from_request.user_id, issue_from_request.device_name, ua,
+                         sessmgr.request_ip(), issue_from_request.location,
+                         issue_from_request.remember, issue_from_request.metadata);
+    RETURN sessmgr.session_response(s.session_id, s.token, s.access_token, s.expires_at,
+                                    issue_from_request.cookie);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.issue_from_request(text, boolean, text, text, boolean, jsonb) IS
+    'For a login function behind PostgREST: issue a session with the request''s user agent and address.';
+
+/*
+ * The PostgREST API: add sessmgr_api to db-schemas and
+ * sessmgr_api.pre_request to db-pre-request.  Every endpoint is a thin
+ * wrapper over the sessmgr functions; the sessmgr schema itself is never
+ * exposed.
+ */
+CREATE SCHEMA sessmgr_api;
+
+COMMENT ON SCHEMA sessmgr_api IS
+    'PostgREST endpoints of sessmgr (db-schemas) and its pre-request check.';
+
+CREATE FUNCTION sessmgr_api.pre_request() RETURNS void
+    AS 'MODULE_PATHNAME', 'sessmgr_pre_request'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr_api.pre_request() IS
+    'db-pre-request: 401 for an access token whose session has ended; sets the identity.';
+
+-- The caller's identity, set by pre_request; 401 without one.
+CREATE FUNCTION sessmgr.require_session() RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF sessmgr.current_session_id() IS NULL THEN
+        RAISE SQLSTATE 'PGRST'
+            USING MESSAGE = '{"code":"SM401","message":"no active session","details":null,"hint":"Configure sessmgr_api.pre_request as db-pre-request and send an access token."}',
+                  DETAIL = '{"status":401,"headers":{"WWW-Authenticate":"Bearer"}}';
+    END IF;
+    RETURN sessmgr.current_session_id();
+END
+$$;
+
+CREATE FUNCTION sessmgr_api.refresh(refresh_token text DEFAULT NULL, cookie boolean DEFAULT false)
+RETURNS json
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    presented text := sessmgr.request_refresh_token(refresh.refresh_token);
+    use_cookie boolean := refresh.cookie OR refresh.refresh_token IS NULL;
+    r record;
+BEGIN
+    SELECT * INTO r FROM sessmgr.refresh(presented);
+    IF r.status OPERATOR(pg_catalog.<>) 'ok' THEN
+        -- a status, not an error: a reuse revocation must commit
+        PERFORM set_config('response.status', '401', true);
+        IF use_cookie THEN
+            PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
+        END IF;
+        RETURN json_build_object('status', r.status);
+    END IF;
+    RETURN sessmgr.session_response(r.session_id, r.token, r.access_token, r.expires_at,
+                                    use_cookie);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.refresh(text, boolean) IS
+    'POST /rpc/refresh (anonymous): rotate the refresh token from the body or the cookie.';
+
+CREATE FUNCTION sessmgr_api.logout(refresh_token text DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.current_session_id();
+    presented text;
+BEGIN
+    IF sid IS NULL THEN
+        presented := sessmgr.request_refresh_token(logout.refresh_token);
+        SELECT v.session_id INTO sid FROM sessmgr.validate(presented) v;
+    END IF;
+    IF sid IS NOT NULL THEN
+        PERFORM sessmgr.revoke(sid, NULL::text, 'logout'::text);
+    END IF;
+    PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.logout(text) IS
+    'POST /rpc/logout: end the current session (access token, refresh token or cookie).';
+
+CREATE FUNCTION sessmgr_api.my_sessions()
+RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location text,
+               created_at timestamptz, last_active_at timestamptz,
+               expires_at timestamptz, is_current boolean, is_remembered boolean)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.require_session();
+BEGIN
+    RETURN QUERY SELECT * FROM sessmgr.list_sessions(sessmgr.current_user_id(), sid);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.my_sessions() IS
+    'GET /rpc/my_sessions: the caller''s active sessions, this one marked.';
+
+CREATE FUNCTION sessmgr_api.revoke_session(session_id uuid) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM sessmgr.require_session();
+    PERFORM sessmgr.revoke(revoke_session.session_id, sessmgr.current_user_id(), 'logout'::text);
+EXCEPTION WHEN invalid_parameter_value THEN
+    RAISE SQLSTATE 'PGRST'
+        USING MESSAGE = '{"code":"22023","message":"invalid session id","details":null,"hint":null}',
+              DETAIL = '{"status":404,"headers":{}}';
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.revoke_session(uuid) IS
+    'POST /rpc/revoke_session: end one of the caller''s sessions (404 for any other id).';
+
+CREATE FUNCTION sessmgr_api.revoke_other_sessions() RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.require_session();
+BEGIN
+    RETURN sessmgr.revoke_all(sessmgr.current_user_id(), sid, 'logout_others'::text);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.revoke_other_sessions() IS
+    'POST /rpc/revoke_other_sessions: end every other session of the caller; returns how many.';
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sessmgr_api FROM PUBLIC;
+REVOKE ALL ON SCHEMA sessmgr_api FROM PUBLIC;
+
+
+/* Nothing is for PUBLIC: the DBA grants the API to application roles. */
+REVOKE ALL ON ALL TABLES IN SCHEMA sessmgr FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA sessmgr FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sessmgr FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA sessmgr FROM PUBLIC;
+REVOKE ALL ON SCHEMA sessmgr FROM PUBLIC;
