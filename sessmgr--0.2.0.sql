@@ -125,6 +125,7 @@ CREATE TABLE sessmgr.session_events (
     reason      text,
     actor       name        NOT NULL,
     ip          inet,
+    actor_user_id text,
     CONSTRAINT session_events_pkey PRIMARY KEY (id),
     CONSTRAINT session_events_event_check
         CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict']::text[]))
@@ -132,6 +133,11 @@ CREATE TABLE sessmgr.session_events (
 
 COMMENT ON TABLE sessmgr.session_events IS
     'Audit trail: issue, revoke and evict events, with the role that caused them.';
+
+COMMENT ON COLUMN sessmgr.session_events.actor IS
+    'The role the client ran as: its login role, or the role it switched to with SET ROLE (PostgREST: the request''s role); SECURITY DEFINER functions in between do not change it.';
+COMMENT ON COLUMN sessmgr.session_events.actor_user_id IS
+    'The user of the session the caller had authenticated with in the transaction (authenticate, pre_request), or NULL.';
 
 CREATE INDEX session_events_session_idx ON sessmgr.session_events (session_id);
 CREATE INDEX session_events_user_idx ON sessmgr.session_events (user_id, occurred_at);
@@ -222,14 +228,22 @@ COMMENT ON FUNCTION sessmgr.current_session_id() IS
 
 CREATE FUNCTION sessmgr.revoke(
     session_id uuid,
-    user_id    text DEFAULT NULL,
+    user_id    text,
     reason     text DEFAULT 'logout')
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'sessmgr_revoke'
     LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION sessmgr.revoke(uuid, text, text) IS
-    'End one session (of user_id, when given); true if this call ended it.';
+    'End one of user_id''s sessions; true if this call ended it.';
+
+CREATE FUNCTION sessmgr.revoke_any(session_id uuid, reason text DEFAULT 'admin')
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_revoke_any'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.revoke_any(uuid, text) IS
+    'Administrators: end any session; true if this call ended it.';
 
 CREATE FUNCTION sessmgr.revoke_all(
     user_id        text,
@@ -522,7 +536,11 @@ CREATE TABLE sessmgr.retired_tokens (
 COMMENT ON TABLE sessmgr.retired_tokens IS
     'Hashes of rotated-out session tokens, for refresh-token reuse detection.';
 
-CREATE INDEX retired_tokens_session_idx ON sessmgr.retired_tokens (session_id);
+-- refresh keeps the newest 100 per session, found through this index
+CREATE INDEX retired_tokens_session_idx ON sessmgr.retired_tokens (session_id, retired_at);
+
+COMMENT ON COLUMN sessmgr.retired_tokens.retired_at IS
+    'When the token stopped being the session''s current token; refreshable for sessmgr.refresh_grace after that.';
 
 SELECT pg_catalog.pg_extension_config_dump('sessmgr.retired_tokens', '');
 
@@ -758,6 +776,28 @@ BEGIN
 END
 $$;
 
+/*
+ * PostgREST: a refresh or logout that would be rolled back (Prefer:
+ * tx=rollback with db-tx-end = commit-allow-override) is refused, so that a
+ * stolen refresh token cannot be tried for free: reuse detection revokes the
+ * session, and that must commit.
+ */
+CREATE FUNCTION sessmgr.refuse_rollback_request() RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(nullif(current_setting('request.headers', true), '')::json ->> 'prefer', '')
+       ~* '(^|[,;[:space:]])tx[[:space:]]*=[[:space:]]*"?rollback' THEN
+        RAISE SQLSTATE 'PGRST' USING
+            MESSAGE = '{"code":"SM400","message":"this request cannot be rolled back","details":"Refresh and logout always commit.","hint":"Send the request without Prefer: tx=rollback."}',
+            DETAIL  = '{"status":400,"headers":{}}';
+    END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION sessmgr.refuse_rollback_request() FROM PUBLIC;
+
 CREATE FUNCTION sessmgr_api.refresh(refresh_token text DEFAULT NULL, cookie boolean DEFAULT false)
 RETURNS json
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -768,6 +808,7 @@ DECLARE
     use_cookie boolean := refresh.cookie OR refresh.refresh_token IS NULL;
     r record;
 BEGIN
+    PERFORM sessmgr.refuse_rollback_request();
     SELECT * INTO r FROM sessmgr.refresh(presented);
     IF r.status OPERATOR(pg_catalog.<>) 'ok' THEN
         -- a status, not an error: a reuse revocation must commit
@@ -791,14 +832,16 @@ CREATE FUNCTION sessmgr_api.logout(refresh_token text DEFAULT NULL) RETURNS void
 AS $$
 DECLARE
     sid uuid := sessmgr.current_session_id();
+    uid text := sessmgr.current_user_id();
     presented text;
 BEGIN
+    PERFORM sessmgr.refuse_rollback_request();
     IF sid IS NULL THEN
         presented := sessmgr.request_refresh_token(logout.refresh_token);
-        SELECT v.session_id INTO sid FROM sessmgr.validate(presented) v;
+        SELECT v.session_id, v.user_id INTO sid, uid FROM sessmgr.validate(presented) v;
     END IF;
     IF sid IS NOT NULL THEN
-        PERFORM sessmgr.revoke(sid, NULL::text, 'logout'::text);
+        PERFORM sessmgr.revoke(sid, uid, 'logout'::text);
     END IF;
     PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
 END

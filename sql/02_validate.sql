@@ -147,7 +147,7 @@ DECLARE zc CURSOR FOR
 FETCH 3 FROM zc;
 SELECT count(*) AS meanwhile FROM zoe_n z, LATERAL sessmgr.validate(z.token) x;
 -- a revocation after the cursor opened is not in its snapshot ...
-SELECT sessmgr.revoke(session_id) FROM zoe_n WHERE n = 5;
+SELECT sessmgr.revoke_any(session_id) FROM zoe_n WHERE n = 5;
 FETCH 3 FROM zc;
 -- ... but is in a new statement's
 SELECT count(*) AS after_revoke FROM zoe_n z, LATERAL sessmgr.validate(z.token) x;

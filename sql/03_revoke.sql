@@ -1,5 +1,5 @@
 --
--- sessmgr.revoke() and sessmgr.revoke_all(): final, audited, no leaks
+-- sessmgr.revoke(), revoke_any() and revoke_all(): final, audited, no leaks
 --
 CREATE TEMP TABLE rv AS
 SELECT d.device, i.*
@@ -36,8 +36,8 @@ SELECT sqlstate_of(format('SELECT sessmgr.revoke(%L, %L, %L)', :'laptop_id', 'ri
 SELECT sqlstate_of($$SELECT sessmgr.revoke_all(NULL)$$);
 SELECT sqlstate_of($$SELECT sessmgr.revoke_all('rita', reason => NULL)$$);
 
--- without a user id (administrators) any session can be ended, with a reason
-SELECT sessmgr.revoke(:'oscar_id', reason => 'admin: suspicious') AS admin_revoked;
+-- revoke_any (administrators) ends any session, with a reason
+SELECT sessmgr.revoke_any(:'oscar_id', reason => 'admin: suspicious') AS admin_revoked;
 SELECT revoke_reason FROM sessmgr.sessions WHERE id = :'oscar_id';
 
 -- revoke all but the current session

@@ -9,7 +9,7 @@ INSERT INTO ls SELECT 'phone', session_id, token
 INSERT INTO ls SELECT 'tablet', session_id, token
   FROM sessmgr.issue('lisa', 'tablet', 'Chrome', '192.0.2.44', 'Hamburg');
 INSERT INTO ls SELECT 'revoked', session_id, token FROM sessmgr.issue('lisa', 'old');
-SELECT sessmgr.revoke(session_id) FROM ls WHERE device = 'revoked';
+SELECT sessmgr.revoke_any(session_id) FROM ls WHERE device = 'revoked';
 SELECT make_session('lisa', now() - interval '3 hours', now() - interval '2 hours',
                     now() + interval '1 day') IS NOT NULL AS idle_session;
 SELECT session_id AS laptop_id FROM ls WHERE device = 'laptop' \gset

@@ -192,7 +192,7 @@ SELECT substr(s.user_id, 4)::int % 20 AS kind, count(*)
 SET sessmgr.retention = 0;
 SELECT session_id AS cl_gone FROM sessmgr.issue('cl-zero') \gset
 SELECT session_id AS cl_kept FROM sessmgr.issue('cl-zero') \gset
-SELECT sessmgr.revoke(:'cl_gone');
+SELECT sessmgr.revoke_any(:'cl_gone');
 CREATE TEMP TABLE cl_before3 AS
 SELECT s.id FROM sessmgr.sessions s WHERE NOT cl_live(s);
 CALL sessmgr.cleanup() \gset cl_run3_

@@ -107,6 +107,35 @@ SELECT sessmgr.verify_access_token(mint(jwt_part(:'at', 1), '[1, 2]')) IS NULL A
            IS NULL AS bad_sid,
        sessmgr.verify_access_token(mint(jwt_part(:'at', 1), jwt_part(:'at', 2) || '{"gen": "0000000000000000"}'))
            IS NULL AS wrong_gen;
+-- the audit's findings: a number numeric cannot hold gives NULL, not an
+-- error; a crit header is refused (RFC 7515: no extension is understood);
+-- aud must be a string or an array of strings, never an object
+CREATE FUNCTION mint_text(header text, payload text, key bytea DEFAULT current_key())
+RETURNS text LANGUAGE sql AS $$
+    SELECT b64url(convert_to(header, 'UTF8')) || '.' || b64url(convert_to(payload, 'UTF8')) || '.' ||
+           b64url(hmac(convert_to(b64url(convert_to(header, 'UTF8')) || '.' ||
+                                  b64url(convert_to(payload, 'UTF8')), 'UTF8'), key, 'sha256'))
+$$;
+SELECT sessmgr.verify_access_token(mint_text(jwt_part(:'at', 1)::text,
+           rtrim(jwt_part(:'at', 2)::text, '}') || ', "x": 1e999999}')) IS NULL AS huge_exponent,
+       sessmgr.verify_access_token(mint_text(jwt_part(:'at', 1)::text,
+           rtrim(jwt_part(:'at', 2)::text, '}') || ', "x": -2.5E-1001}')) IS NULL AS tiny_exponent,
+       sessmgr.verify_access_token(mint_text(jwt_part(:'at', 1)::text,
+           rtrim(jwt_part(:'at', 2)::text, '}') || ', "x": 1e1000}')) ->> 'x' IS NOT NULL AS exponent_1000_is_data,
+       sessmgr.verify_access_token(mint(jwt_part(:'at', 1) || '{"crit": ["exp"]}', jwt_part(:'at', 2)))
+           IS NULL AS crit_header;
+SET sessmgr.jwt_audience = 'my-api';
+CREATE TEMP TABLE aud_shapes AS SELECT * FROM sessmgr.issue('tess', 'aud-shapes');
+SELECT sessmgr.verify_access_token(mint(jwt_part(access_token, 1),
+           jwt_part(access_token, 2) || '{"aud": {"x": "my-api"}}')) IS NULL AS aud_object,
+       sessmgr.verify_access_token(mint(jwt_part(access_token, 1),
+           jwt_part(access_token, 2) || '{"aud": [["my-api"]]}')) IS NULL AS aud_nested_array,
+       sessmgr.verify_access_token(mint(jwt_part(access_token, 1),
+           jwt_part(access_token, 2) || '{"aud": ["x", {"y": "my-api"}]}')) IS NULL AS aud_object_in_array,
+       sessmgr.verify_access_token(mint(jwt_part(access_token, 1),
+           jwt_part(access_token, 2) || '{"aud": ["x", "my-api"]}')) IS NOT NULL AS aud_array_still_matches
+  FROM aud_shapes;
+RESET sessmgr.jwt_audience;
 -- deep nesting is refused before parsing (no stack-depth error)
 SELECT sessmgr.verify_access_token(
            b64url(convert_to(repeat('[', 100000), 'UTF8')) || '.' ||
@@ -162,7 +191,7 @@ COMMIT;
 
 -- revoking the session kills its access tokens at once
 SELECT sessmgr.verify_access_token(access_token) IS NOT NULL AS before_revoke FROM aud;
-SELECT sessmgr.revoke(session_id) FROM aud;
+SELECT sessmgr.revoke_any(session_id) FROM aud;
 SELECT sessmgr.verify_access_token(access_token) IS NULL AS after_revoke FROM aud;
 
 --
@@ -188,14 +217,40 @@ SELECT status, session_id IS NULL AS no_id, token IS NULL AS no_token
 SELECT status FROM sessmgr.refresh('');
 SELECT status FROM sessmgr.refresh(repeat('x', 1024 * 1024));
 SELECT status FROM sessmgr.refresh(:'at2');
--- the original token, now two rotations old: reuse, the session is revoked
+-- three tabs refreshing with the same token: the original token, now two
+-- rotations old, was superseded within sessmgr.refresh_grace: ok, rotated again
+SELECT status, token AS rt3 FROM sessmgr.refresh(:'rt') \gset
+\echo :status
+SELECT count(*) AS rt3_valid FROM sessmgr.validate(:'rt3');
+-- ... after the grace window it is reuse, and the session is revoked
+SET sessmgr.refresh_grace = 0;
 SELECT status, token IS NULL AS no_token FROM sessmgr.refresh(:'rt');
+RESET sessmgr.refresh_grace;
 SELECT revoke_reason FROM sessmgr.sessions WHERE id = :'sid';
-SELECT count(*) AS valid_after_reuse FROM sessmgr.validate(:'rt2');
+SELECT count(*) AS valid_after_reuse FROM sessmgr.validate(:'rt3');
 SELECT sessmgr.verify_access_token(:'at2') IS NULL AS access_token_dead;
 SELECT event, reason FROM sessmgr.session_events WHERE session_id = :'sid' ORDER BY id;
 -- and refreshing a revoked session is invalid
-SELECT status FROM sessmgr.refresh(:'rt2');
+SELECT status FROM sessmgr.refresh(:'rt3');
+-- each refresh keeps the newest 100 superseded tokens of its session
+SELECT token AS b0 FROM sessmgr.issue('tess', 'bounded') \gset
+CREATE TEMP TABLE chain (n int, token text);
+INSERT INTO chain VALUES (0, :'b0');
+DO $$
+DECLARE t text := (SELECT token FROM chain WHERE n = 0);
+BEGIN
+    FOR i IN 1..150 LOOP
+        SELECT r.token INTO t FROM sessmgr.refresh(t) r;
+        INSERT INTO chain VALUES (i, t);
+    END LOOP;
+END $$;
+SELECT count(*) AS retired_kept FROM sessmgr.retired_tokens
+ WHERE session_id = (SELECT session_id FROM sessmgr.validate((SELECT token FROM chain WHERE n = 150)));
+SET sessmgr.refresh_grace = 0;
+-- one of the newest 100 is reuse; a token from before them is only invalid
+SELECT status FROM sessmgr.refresh((SELECT token FROM chain WHERE n = 10));
+SELECT status FROM sessmgr.refresh((SELECT token FROM chain WHERE n = 100));
+RESET sessmgr.refresh_grace;
 
 -- the previous token after the grace window is reuse too
 SELECT token AS g0 FROM sessmgr.issue('tess', 'grace') \gset
@@ -208,6 +263,12 @@ RESET sessmgr.refresh_grace;
 SELECT make_session('tess', now() - interval '3 hours', now() - interval '2 hours',
                     now() + interval '1 day') AS idle_rt \gset
 SELECT status, session_id IS NOT NULL AS has_id FROM sessmgr.refresh(:'idle_rt');
+-- but a made-up secret for it is invalid, not expired: the hash is judged
+-- first, so a guesser learns nothing about the session's state
+SELECT status, session_id IS NULL AS no_id
+  FROM sessmgr.refresh(test_token((SELECT session_id FROM sessmgr.session_events
+                                    WHERE event = 'issue' ORDER BY id DESC LIMIT 1),
+                                  sha256('made up'::bytea)));
 
 --
 -- signing keys
@@ -247,11 +308,24 @@ SELECT sqlstate_of(format('SELECT sessmgr.retire_signing_key(%L)', :'new_kid')) 
 --
 -- the PostgREST pre-request check
 --
+-- what PostgREST sets for a request with "Authorization: Bearer <token>"
+CREATE FUNCTION as_request(token text) RETURNS boolean LANGUAGE sql AS $$
+    SELECT set_config('request.jwt.claims', coalesce(jwt_part(token, 2)::text, ''), true) IS NOT NULL
+       AND set_config('request.headers',
+                      json_build_object('user-agent', 'psql',
+                                        'authorization', 'Bearer ' || token)::text, true) IS NOT NULL
+$$;
 SELECT token AS pt, access_token AS pat, session_id AS psid FROM sessmgr.issue('tess', 'api') \gset
 BEGIN;
-SELECT set_config('request.jwt.claims', jwt_part(:'pat', 2)::text, true) IS NOT NULL;
+SELECT as_request(:'pat');
 SELECT sessmgr_api.pre_request();
 SELECT sessmgr.current_user_id(), sessmgr.current_session_id() = :'psid' AS session_set;
+COMMIT;
+-- the scheme is case-insensitive (RFC 7235)
+BEGIN;
+SELECT set_config('request.headers', json_build_object('authorization', 'bearer ' || :'pat')::text, true) IS NOT NULL;
+SELECT sessmgr_api.pre_request();
+SELECT sessmgr.current_user_id();
 COMMIT;
 -- anonymous requests pass, without identity
 BEGIN;
@@ -267,16 +341,58 @@ BEGIN;
 SELECT set_config('request.jwt.claims', '{"role": "authenticated", "sub": "tess"}', true) IS NOT NULL;
 SELECT sessmgr_api.pre_request();
 ROLLBACK;
--- a revoked session is refused with PostgREST's 401 error
-SELECT sessmgr.revoke(:'psid');
+-- claims set by hand, without the access token they came from, are refused:
+-- anyone who can log in as the authenticator can set them
 BEGIN;
 SELECT set_config('request.jwt.claims', jwt_part(:'pat', 2)::text, true) IS NOT NULL;
+SELECT sqlstate_of('SELECT sessmgr_api.pre_request()') AS claims_without_token;
+ROLLBACK;
+BEGIN;
+SELECT set_config('request.jwt.claims', jwt_part(:'pat', 2)::text, true) IS NOT NULL,
+       set_config('request.headers', '{"authorization": "Bearer not.a.token"}', true) IS NOT NULL;
+SELECT sqlstate_of('SELECT sessmgr_api.pre_request()') AS claims_with_junk_token;
+ROLLBACK;
+-- ... and so are claims that name another session than the token's
+SELECT access_token AS oat FROM sessmgr.issue('tess', 'other') \gset
+BEGIN;
+SELECT as_request(:'oat');
+SELECT set_config('request.jwt.claims', jwt_part(:'pat', 2)::text, true) IS NOT NULL;
+SELECT sqlstate_of('SELECT sessmgr_api.pre_request()') AS claims_of_another_session;
+ROLLBACK;
+-- an expired token (with any exp in the claims) is refused: the token's own exp counts
+BEGIN;
+SELECT as_request(mint(jwt_part(:'pat', 1),
+                       jwt_part(:'pat', 2) || jsonb_build_object('exp', extract(epoch FROM now())::bigint - 3600)));
+SELECT set_config('request.jwt.claims', (jwt_part(:'pat', 2) || '{"exp": 9999999999}')::text, true) IS NOT NULL;
+SELECT sqlstate_of('SELECT sessmgr_api.pre_request()') AS expired_token;
+ROLLBACK;
+-- a token signed with a key sessmgr does not have is refused
+BEGIN;
+SELECT as_request(mint(jwt_part(:'pat', 1), jwt_part(:'pat', 2), 'not our key'::bytea));
+SELECT sqlstate_of('SELECT sessmgr_api.pre_request()') AS foreign_signature;
+ROLLBACK;
+-- a revoked session is refused with PostgREST's 401 error
+SELECT sessmgr.revoke_any(:'psid');
+BEGIN;
+SELECT as_request(:'pat');
 SELECT sqlstate_of('SELECT sessmgr_api.pre_request()');
 ROLLBACK;
 -- works in a read-only transaction (GET requests)
 SELECT access_token AS rat FROM sessmgr.issue('tess', 'ro') \gset
 BEGIN READ ONLY;
-SELECT set_config('request.jwt.claims', jwt_part(:'rat', 2)::text, true) IS NOT NULL;
+SELECT as_request(:'rat');
 SELECT sessmgr_api.pre_request();
 SELECT sessmgr.current_user_id();
+COMMIT;
+
+-- refresh and logout refuse a request that asks to be rolled back
+-- (Prefer: tx=rollback): a reuse revocation must commit, so nobody may try
+-- a refresh token for free
+SELECT token AS txt FROM sessmgr.issue('tess', 'tx') \gset
+BEGIN;
+SELECT set_config('request.headers', '{"prefer": "return=representation, tx=rollback"}', true) IS NOT NULL;
+SELECT sqlstate_of(format('SELECT sessmgr_api.refresh(%L)', :'txt')) AS refresh_rolled_back,
+       sqlstate_of(format('SELECT sessmgr_api.logout(%L)', :'txt')) AS logout_rolled_back;
+SELECT set_config('request.headers', '{"prefer": "tx=commit"}', true) IS NOT NULL;
+SELECT sessmgr_api.refresh(:'txt') ->> 'status' AS refresh_committed;
 COMMIT;

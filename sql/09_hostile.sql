@@ -154,18 +154,30 @@ SELECT count(*) AS hostile_u_sessions FROM sessmgr.sessions WHERE user_id = 'hos
 
 -- revoke and revoke_all
 CREATE TABLE s AS SELECT session_id FROM sessmgr.issue('hostile-r');
-SELECT sqlstate_of($$SELECT sessmgr.revoke(NULL)$$) AS null_id,
-       sqlstate_of($$SELECT sessmgr.revoke(gen_random_uuid())$$) AS unknown_id,
+SELECT sqlstate_of($$SELECT sessmgr.revoke(NULL, 'hostile-r')$$) AS null_id,
+       sqlstate_of($$SELECT sessmgr.revoke(gen_random_uuid(), 'hostile-r')$$) AS unknown_id,
        sqlstate_of(format('SELECT sessmgr.revoke(%L, %L)', (SELECT session_id FROM s), 'hostile-other'))
            AS other_users_session,
        sqlstate_of(format('SELECT sessmgr.revoke(%L, repeat(''x'', 10 * 1024 * 1024))', (SELECT session_id FROM s)))
            AS huge_user_id;
-SELECT sqlstate_of(format('SELECT sessmgr.revoke(%L, reason => NULL)', (SELECT session_id FROM s))) AS null_reason,
-       sqlstate_of(format('SELECT sessmgr.revoke(%L, reason => %L)', (SELECT session_id FROM s), '')) AS empty_reason,
-       sqlstate_of(format('SELECT sessmgr.revoke(%L, reason => repeat(''r'', 65))', (SELECT session_id FROM s)))
+-- the user id is required: ending anyone's session is revoke_any's job
+SELECT sqlstate_of(format('SELECT sessmgr.revoke(%L, NULL)', (SELECT session_id FROM s))) AS null_user_id,
+       sqlstate_of(format('SELECT sessmgr.revoke(%L)', (SELECT session_id FROM s))) AS no_user_id,
+       sqlstate_of($$SELECT sessmgr.revoke_any(NULL)$$) AS any_null_id,
+       sqlstate_of($$SELECT sessmgr.revoke_any(gen_random_uuid())$$) AS any_unknown_id;
+SELECT sqlstate_of(format('SELECT sessmgr.revoke(%L, %L, reason => NULL)', (SELECT session_id FROM s), 'hostile-r')) AS null_reason,
+       sqlstate_of(format('SELECT sessmgr.revoke(%L, %L, reason => %L)', (SELECT session_id FROM s), 'hostile-r', '')) AS empty_reason,
+       sqlstate_of(format('SELECT sessmgr.revoke(%L, %L, reason => repeat(''r'', 65))', (SELECT session_id FROM s), 'hostile-r'))
            AS reason_65_bytes,
-       sqlstate_of(format('SELECT sessmgr.revoke(%L, reason => (SELECT v FROM hostile.huge))', (SELECT session_id FROM s)))
-           AS huge_reason;
+       sqlstate_of(format('SELECT sessmgr.revoke(%L, %L, reason => (SELECT v FROM hostile.huge))', (SELECT session_id FROM s), 'hostile-r'))
+           AS huge_reason,
+       sqlstate_of(format('SELECT sessmgr.revoke_any(%L, reason => (SELECT v FROM hostile.huge))', (SELECT session_id FROM s)))
+           AS any_huge_reason;
+-- the reasons sessmgr writes itself cannot be forged (an "evict", a theft alarm)
+SELECT sqlstate_of(format('SELECT sessmgr.revoke(%L, %L, %L)', (SELECT session_id FROM s), 'hostile-r', 'cap')) AS cap,
+       sqlstate_of(format('SELECT sessmgr.revoke(%L, %L, %L)', (SELECT session_id FROM s), 'hostile-r', 'token_reuse')) AS token_reuse,
+       sqlstate_of(format('SELECT sessmgr.revoke_any(%L, %L)', (SELECT session_id FROM s), 'erased')) AS any_erased,
+       sqlstate_of($$SELECT sessmgr.revoke_all('hostile-r', reason => 'cap')$$) AS all_cap;
 SELECT sqlstate_of($$SELECT sessmgr.revoke_all(NULL)$$) AS null_user,
        sqlstate_of($$SELECT sessmgr.revoke_all('')$$) AS empty_user,
        sqlstate_of($$SELECT sessmgr.revoke_all(repeat('x', 10 * 1024 * 1024))$$) AS huge_user,
@@ -242,7 +254,7 @@ SELECT 'up' AS server;
 ------------------------------------------------------------------------------
 SELECT sqlstate_of($$SELECT sessmgr.validate(42)$$) AS integer_token,
        sqlstate_of($$SELECT sessmgr.issue(ARRAY['a'])$$) AS array_user;
-SELECT sqlstate_of($$SELECT sessmgr.revoke('not-a-uuid')$$) AS bad_uuid,
+SELECT sqlstate_of($$SELECT sessmgr.revoke('not-a-uuid', 'x')$$) AS bad_uuid,
        sqlstate_of($$SELECT sessmgr.issue('u', ip => 'not an address')$$) AS bad_inet,
        sqlstate_of($$SELECT sessmgr.issue('u', remember => 'maybe')$$) AS bad_boolean,
        sqlstate_of($$SELECT sessmgr.issue('u', metadata => '{not json')$$) AS bad_jsonb,
@@ -386,6 +398,61 @@ RESET sessmgr.max_sessions;
 RESET sessmgr.cap_policy;
 RESET sessmgr.jwt_role;
 SELECT 'up' AS server;
+
+-- COPY counts as a restore only when it loads sessmgr.sessions itself
+-- (COPY sessmgr.sessions FROM ..., which only the owner may run).  A role
+-- with nothing but EXECUTE on issue and revoke_all gets no way around the
+-- cap and the audit trail through COPY ... TO of a call, a view or a
+-- function, or through COPY FROM into a table of its own whose trigger issues.
+SET sessmgr.max_sessions = 2;
+SET sessmgr.cap_policy = 'reject';
+CREATE ROLE sessmgr_regress_copier;
+GRANT USAGE ON SCHEMA sessmgr TO sessmgr_regress_copier;
+GRANT EXECUTE ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb),
+                          sessmgr.revoke_all(text, uuid, text) TO sessmgr_regress_copier;
+GRANT USAGE, CREATE ON SCHEMA hostile TO sessmgr_regress_copier;
+SET ROLE sessmgr_regress_copier;
+COPY (SELECT count(*) FROM sessmgr.issue('copy-u')) TO STDOUT;
+COPY (SELECT count(*) FROM sessmgr.issue('copy-u')) TO STDOUT;
+COPY (SELECT count(*) FROM sessmgr.issue('copy-u')) TO STDOUT;
+CREATE VIEW hostile.issuing AS SELECT * FROM sessmgr.issue('copy-u');
+COPY (SELECT count(*) FROM hostile.issuing) TO STDOUT;
+CREATE FUNCTION hostile.issue_one() RETURNS bigint LANGUAGE sql
+    AS $$ SELECT count(*) FROM sessmgr.issue('copy-u') $$;
+COPY (SELECT hostile.issue_one()) TO STDOUT;
+CREATE TABLE hostile.logins (user_id text);
+CREATE FUNCTION hostile.logins_issue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM sessmgr.issue(NEW.user_id); RETURN NEW; END $$;
+CREATE TRIGGER logins_issue BEFORE INSERT ON hostile.logins
+    FOR EACH ROW EXECUTE FUNCTION hostile.logins_issue();
+COPY hostile.logins FROM STDIN;
+copy-w
+copy-w
+\.
+COPY hostile.logins FROM STDIN;
+copy-w
+\.
+RESET ROLE;
+SELECT user_id, count(*) AS active
+  FROM sessmgr.active_sessions WHERE user_id LIKE 'copy-%' GROUP BY user_id ORDER BY user_id;
+SELECT user_id, count(*) AS issue_events
+  FROM sessmgr.session_events WHERE user_id LIKE 'copy-%' AND event = 'issue'
+ GROUP BY user_id ORDER BY user_id;
+SET ROLE sessmgr_regress_copier;
+COPY (SELECT sessmgr.revoke_all('copy-u')) TO STDOUT;
+RESET ROLE;
+SELECT count(*) AS revoke_events, min(actor::text) = 'sessmgr_regress_copier' AS actor_is_copier
+  FROM sessmgr.session_events WHERE user_id = 'copy-u' AND event = 'revoke';
+RESET sessmgr.max_sessions;
+RESET sessmgr.cap_policy;
+DROP VIEW hostile.issuing;
+DROP FUNCTION hostile.issue_one();
+DROP TABLE hostile.logins;
+DROP FUNCTION hostile.logins_issue();
+REVOKE ALL ON SCHEMA sessmgr, hostile FROM sessmgr_regress_copier;
+REVOKE ALL ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb),
+                       sessmgr.revoke_all(text, uuid, text) FROM sessmgr_regress_copier;
+DROP ROLE sessmgr_regress_copier;
 
 -- the extension's tables are all still there
 SELECT c.relname

@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -25,23 +26,20 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
 #include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "sessmgr.h"
 
 static SessmgrCatalog catalog;
 static bool catalog_valid = false;
-
-/*
- * The role that called into sessmgr, while sessmgr acts as the owner, and the
- * transaction nesting level at which it was recorded.
- */
-static Oid	current_actor = InvalidOid;
-static int	current_actor_level = 0;
 
 static void
 catalog_invalidate(Datum arg, Oid relid)
@@ -53,30 +51,11 @@ catalog_invalidate(Datum arg, Oid relid)
 		catalog_valid = false;
 }
 
-/* An error that escapes a sessmgr call must not leave its actor behind. */
-static void
-actor_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		current_actor = InvalidOid;
-}
-
-static void
-actor_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB &&
-		current_actor_level >= GetCurrentTransactionNestLevel())
-		current_actor = InvalidOid;
-}
-
 /* Register the callbacks; called once from _PG_init. */
 void
 SessmgrCatalogInit(void)
 {
 	CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
-	RegisterXactCallback(actor_xact_callback, NULL);
-	RegisterSubXactCallback(actor_subxact_callback, NULL);
 }
 
 static AttrNumber
@@ -158,10 +137,14 @@ SessmgrGetCatalog(void)
 }
 
 /*
- * Act as the owner of the extension's tables until SessmgrRestoreUser.  The
- * calling role is remembered as the actor for the audit trail.  An error in
- * between needs no cleanup here: (sub)transaction abort restores the user id
- * and the callbacks above forget the actor.
+ * Act as the owner of the extension's tables until SessmgrRestoreUser.
+ *
+ * Like amcheck, the owner's statements run with settings of their own, not
+ * the caller's: search_path is pinned to pg_catalog, pg_temp for the
+ * duration, so that no statement run with the owner's rights (ours, or a
+ * trigger an administrator added to one of the tables) can be steered to a
+ * caller's functions or operators.  An error in between needs no cleanup
+ * here: (sub)transaction abort restores the user id and the settings.
  */
 void
 SessmgrBecomeOwner(SessmgrOwnerContext *ctx)
@@ -169,34 +152,33 @@ SessmgrBecomeOwner(SessmgrOwnerContext *ctx)
 	const SessmgrCatalog *cat = SessmgrGetCatalog();
 
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	ctx->save_actor = current_actor;
-	if (!OidIsValid(current_actor))
-	{
-		current_actor = ctx->save_userid;
-		current_actor_level = GetCurrentTransactionNestLevel();
-	}
 	SetUserIdAndSecContext(cat->owner,
 						   ctx->save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_NOFORCE_RLS);
+	ctx->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 }
 
 void
 SessmgrRestoreUser(SessmgrOwnerContext *ctx)
 {
+	AtEOXact_GUC(true, ctx->save_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
-	current_actor = ctx->save_actor;
 }
 
 /*
- * The role to record as having done something: the caller of the sessmgr
- * function we are inside, or else the current role (a direct INSERT or
- * UPDATE on the table by its owner).
+ * The role to record as having done something: the role the client's
+ * session runs as, that is the login role or the one it switched to with
+ * SET ROLE (PostgREST's role of the request).  Owner mode and SECURITY
+ * DEFINER functions in between do not change it.
  */
 Oid
 SessmgrActor(void)
 {
-	return OidIsValid(current_actor) ? current_actor : GetUserId();
+	return GetOuterUserId();
 }
 
 /*
@@ -223,36 +205,42 @@ SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 /*
  * Lock a user's row in sessmgr.session_owners: the first lock any change to
  * the user's sessions takes (see the lock order in triggers.c).  values are
- * the user id and the current time.  A revocation updates the row, so that an
- * issuer whose snapshot predates it fails instead of counting a revoked
- * session; an activity touch only share-locks it.  Call inside SPI, as the
- * owner.
+ * the user id and the current time.
+ *
+ * - USER_LOCK_SHARE: an activity touch; touches of one user's sessions do
+ *   not wait for each other.
+ * - USER_LOCK_EXCLUSIVE: a refresh, which may go on to revoke (reuse): it
+ *   takes the strongest lock it may need first, so that it never upgrades
+ *   a share lock while holding a session row (two refreshes of one token
+ *   would deadlock).
+ * - USER_LOCK_REVOKE: a revocation updates the row, so that an issuer whose
+ *   snapshot predates it fails instead of counting a revoked session.
+ *
+ * Call inside SPI, as the owner.
  */
 void
-SessmgrLockOwner(Datum *values, bool revocation)
+SessmgrLockUserRow(Datum *values, SessmgrUserLock mode)
 {
-	static SPIPlanPtr revoke_plan = NULL;
-	static SPIPlanPtr touch_plan = NULL;
+	static SPIPlanPtr plans[3] = {NULL, NULL, NULL};
+	static const char *const sql[3] = {
+		[USER_LOCK_SHARE] =
+		"SELECT 1 FROM sessmgr.session_owners"
+		" WHERE user_id OPERATOR(pg_catalog.=) $1"
+		"   FOR SHARE",
+		[USER_LOCK_EXCLUSIVE] =
+		"SELECT 1 FROM sessmgr.session_owners"
+		" WHERE user_id OPERATOR(pg_catalog.=) $1"
+		"   FOR NO KEY UPDATE",
+		[USER_LOCK_REVOKE] =
+		"UPDATE sessmgr.session_owners"
+		"   SET last_revoked_at = $2"
+		" WHERE user_id OPERATOR(pg_catalog.=) $1",
+	};
 	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
 
-	if (revocation)
-	{
-		SessmgrPreparePlan(&revoke_plan,
-						   "UPDATE sessmgr.session_owners"
-						   "   SET last_revoked_at = $2"
-						   " WHERE user_id OPERATOR(pg_catalog.=) $1",
-						   2, types);
-		SessmgrExecPlan(revoke_plan, values, NULL, SPI_OK_UPDATE);
-	}
-	else
-	{
-		SessmgrPreparePlan(&touch_plan,
-						   "SELECT 1 FROM sessmgr.session_owners"
-						   " WHERE user_id OPERATOR(pg_catalog.=) $1"
-						   "   FOR SHARE",
-						   1, types);
-		SessmgrExecPlan(touch_plan, values, NULL, SPI_OK_SELECT);
-	}
+	SessmgrPreparePlan(&plans[mode], sql[mode], mode == USER_LOCK_REVOKE ? 2 : 1, types);
+	SessmgrExecPlan(plans[mode], values, NULL,
+					mode == USER_LOCK_REVOKE ? SPI_OK_UPDATE : SPI_OK_SELECT);
 }
 
 /* Run a prepared statement; elog on an SPI failure, which cannot happen. */
@@ -266,16 +254,33 @@ SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 }
 
 /*
- * Whether rows are arriving through COPY FROM: a restore of a dump
- * (pg_restore and plain pg_dump scripts load the extension's tables with
- * COPY) or an administrator's bulk load.  Such rows are history, not new
- * sessions: the cap and the audit trail leave them alone, and the dump's own
- * session_owners and session_events rows arrive the same way.
+ * Whether rows are arriving in rel through COPY FROM rel: a restore of a
+ * dump (pg_restore and plain pg_dump scripts load the extension's tables
+ * with COPY) or the owner's bulk load; only the table's owner may COPY into
+ * it.  Such rows are history, not new sessions: the cap and the audit trail
+ * leave them alone, and the dump's own session_owners and session_events
+ * rows arrive the same way.  Nothing else counts: a COPY ... TO of a query
+ * that calls sessmgr (COPY (SELECT * FROM sessmgr.issue(...)) TO STDOUT), or
+ * a COPY into another table whose trigger does, obeys the cap and is
+ * audited like any other call.
  */
 bool
-SessmgrLoadingByCopy(void)
+SessmgrLoadingByCopy(Relation rel)
 {
-	return ActivePortal != NULL && ActivePortal->commandTag == CMDTAG_COPY;
+	PlannedStmt *stmt;
+	CopyStmt   *copy;
+
+	if (ActivePortal == NULL || ActivePortal->commandTag != CMDTAG_COPY ||
+		list_length(ActivePortal->stmts) != 1)
+		return false;
+	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (stmt->commandType != CMD_UTILITY || stmt->utilityStmt == NULL ||
+		!IsA(stmt->utilityStmt, CopyStmt))
+		return false;
+	copy = (CopyStmt *) stmt->utilityStmt;
+	if (!copy->is_from || copy->relation == NULL)
+		return false;
+	return RangeVarGetRelid(copy->relation, NoLock, true) == RelationGetRelid(rel);
 }
 
 /*
@@ -336,15 +341,14 @@ SessmgrSessionIsLive(TimestampTz now, bool revoked, TimestampTz expires_at,
 }
 
 /*
- * Refuse an argument longer than max_bytes.  The error names the argument,
- * never its value.
+ * Refuse an argument longer than max_bytes, judged by its size before any
+ * detoasting (a 10 MB argument is refused without being read).  The error
+ * names the argument, never its value.
  */
 void
-SessmgrCheckText(text *value, const char *what, int max_bytes)
+SessmgrCheckText(Datum value, const char *what, int max_bytes)
 {
-	int			len = VARSIZE_ANY_EXHDR(value);
-
-	if (len > max_bytes)
+	if (toast_raw_datum_size(value) - VARHDRSZ > (Size) max_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("%s is too long", what),

@@ -62,6 +62,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -79,6 +80,15 @@
 /* what the pg_cron job runs, and the prefix of its name */
 #define CLEANUP_COMMAND			"CALL sessmgr.cleanup()"
 #define CLEANUP_JOB_PREFIX		"sessmgr_cleanup_"
+
+/*
+ * The call a background worker makes in the pg_cron database gives up after
+ * CRON_STATEMENT_TIMEOUT (a lock held on cron.job, say), and the backend
+ * waiting for it gives up after CRON_WAIT_MS whatever the worker is doing:
+ * the wait can happen at pre-commit of a DROP EXTENSION.
+ */
+#define CRON_STATEMENT_TIMEOUT	"10s"
+#define CRON_WAIT_MS			20000
 
 PGDLLEXPORT void sessmgr_cron_worker_main(Datum main_arg);
 
@@ -855,6 +865,9 @@ sessmgr_cron_worker_main(Datum main_arg)
 		(void) set_config_option("search_path", "pg_catalog, pg_temp",
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SET,
 								 true, 0, false);
+		(void) set_config_option("statement_timeout", CRON_STATEMENT_TIMEOUT,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SET,
+								 true, 0, false);
 		result = run_cron_request(req);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -883,8 +896,38 @@ sessmgr_cron_worker_main(Datum main_arg)
 }
 
 /*
+ * Wait until the worker has stopped, at most CRON_WAIT_MS; stop it and
+ * return false if it has not by then.
+ */
+static bool
+wait_for_worker(BackgroundWorkerHandle *handle)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CRON_WAIT_MS);
+
+	for (;;)
+	{
+		pid_t		pid;
+		long		remaining;
+		BgwHandleStatus status = GetBackgroundWorkerPid(handle, &pid);
+
+		if (status == BGWH_STOPPED || status == BGWH_POSTMASTER_DIED)
+			return status == BGWH_STOPPED;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+		{
+			TerminateBackgroundWorker(handle);
+			return false;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(remaining, 1000), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * Have a background worker make the call in the pg_cron database and wait
- * for it.  Fills *req with the outcome; returns false, with a reason in
+ * for it, at most CRON_WAIT_MS.  Fills *req with the outcome; returns false, with a reason in
  * req->message, if the worker could not be started or did not report.
  * Raises no error of its own, so that it can be used at pre-commit.
  */
@@ -895,7 +938,6 @@ run_cron_request_elsewhere(CronRequest *req)
 	CronRequest *shared;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
-	BgwHandleStatus status;
 
 	seg = dsm_create(sizeof(CronRequest), 0);
 	shared = dsm_segment_address(seg);
@@ -922,8 +964,18 @@ run_cron_request_elsewhere(CronRequest *req)
 		return false;
 	}
 
-	status = WaitForBackgroundWorkerShutdown(handle);
-	if (status == BGWH_STOPPED && shared->done)
+	if (!wait_for_worker(handle))
+	{
+		req->sqlerrcode = ERRCODE_QUERY_CANCELED;
+		snprintf(req->message, sizeof(req->message),
+				 "timed out calling pg_cron in database \"%s\"",
+				 get_database_name(req->cron_database));
+		snprintf(req->detail, sizeof(req->detail),
+				 "The background worker that calls pg_cron there did not finish within %d seconds and was stopped.",
+				 CRON_WAIT_MS / 1000);
+		strlcpy(req->hint, "See the server log.", sizeof(req->hint));
+	}
+	else if (shared->done)
 		memcpy(req, shared, sizeof(CronRequest));
 	else
 	{
@@ -1080,6 +1132,17 @@ sessmgr_schedule_cleanup(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("schedule is too long"),
 				 errdetail("The limit is %d bytes.", (int) sizeof(req.schedule) - 1)));
+
+	for (size_t i = 0; i < VARSIZE_ANY_EXHDR(schedule); i++)
+	{
+		unsigned char c = VARDATA_ANY(schedule)[i];
+
+		if (c < 0x20 || c == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("schedule must not contain control characters"),
+					 errdetail("A schedule is one line, such as \"*/5 * * * *\" or \"30 seconds\".")));
+	}
 
 	memset(&req, 0, sizeof(req));
 	req.operation = CRON_SCHEDULE;

@@ -88,6 +88,13 @@ SessmgrClearIdentity(void)
 	memset(&identity_session_id, 0, sizeof(identity_session_id));
 }
 
+/* The user authenticated in this transaction, or NULL (for the audit trail). */
+const char *
+SessmgrIdentityUserId(void)
+{
+	return identity_set ? identity_user_id : NULL;
+}
+
 /*
  * sessmgr.current_user_id() RETURNS text
  *

@@ -67,17 +67,17 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("user id must not be null")));
+	SessmgrCheckText(PG_GETARG_DATUM(0), "user id", SESSMGR_MAX_USER_ID_BYTES);
 	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("user id must not be empty")));
-	SessmgrCheckText(PG_GETARG_TEXT_PP(0), "user id", SESSMGR_MAX_USER_ID_BYTES);
 	if (!PG_ARGISNULL(1))
-		SessmgrCheckText(PG_GETARG_TEXT_PP(1), "device name", SESSMGR_MAX_NAME_BYTES);
+		SessmgrCheckText(PG_GETARG_DATUM(1), "device name", SESSMGR_MAX_NAME_BYTES);
 	if (!PG_ARGISNULL(2))
-		SessmgrCheckText(PG_GETARG_TEXT_PP(2), "user agent", SESSMGR_MAX_USER_AGENT_BYTES);
+		SessmgrCheckText(PG_GETARG_DATUM(2), "user agent", SESSMGR_MAX_USER_AGENT_BYTES);
 	if (!PG_ARGISNULL(4))
-		SessmgrCheckText(PG_GETARG_TEXT_PP(4), "location", SESSMGR_MAX_NAME_BYTES);
+		SessmgrCheckText(PG_GETARG_DATUM(4), "location", SESSMGR_MAX_NAME_BYTES);
 	remember = PG_ARGISNULL(5) ? false : PG_GETARG_BOOL(5);
 	if (!PG_ARGISNULL(6))
 	{

@@ -184,7 +184,8 @@ free_keys(void)
 	{
 		EVP_MD_CTX_free(keys[i].inner);
 		EVP_MD_CTX_free(keys[i].outer);
-		pfree(keys[i].header);
+		if (keys[i].header != NULL)
+			pfree(keys[i].header);
 	}
 	if (keys != NULL)
 		pfree(keys);
@@ -237,6 +238,12 @@ load_keys(void)
 		if (key->alg == NULL || strlen(kid) > KID_MAX_LEN)
 			continue;			/* the table's checks make this impossible */
 		strlcpy(key->kid, kid, sizeof(key->kid));
+
+		/*
+		 * Count the key before it holds anything: if preparing it fails half
+		 * way, free_keys (at the next load) still frees what it got.
+		 */
+		nkeys++;
 		prepare_key(key, (const uint8 *) VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret));
 
 		initStringInfo(&header);
@@ -246,7 +253,6 @@ load_keys(void)
 		encoded = MemoryContextAlloc(TopMemoryContext, header.len * 4 / 3 + 4);
 		SessmgrBase64UrlEncode((const uint8 *) header.data, header.len, encoded);
 		key->header = encoded;
-		nkeys++;
 	}
 
 	SPI_finish();
@@ -387,10 +393,8 @@ claims_check_out(const JwtFields *claims, SessmgrSessionRow *row)
  * and fills *row when the token checks out, NULL otherwise.
  */
 static char *
-verify_token(text *token, SessmgrSessionRow *row)
+verify_token(const char *s, int len, SessmgrSessionRow *row, JwtFields *claims)
 {
-	const char *s = VARDATA_ANY(token);
-	int			len = VARSIZE_ANY_EXHDR(token);
 	const char *dot1;
 	const char *dot2;
 	char	   *header;
@@ -401,7 +405,6 @@ verify_token(text *token, SessmgrSessionRow *row)
 	uint8		mac[MAC_MAX_LEN];
 	int			sig_len;
 	JwtFields	hdr;
-	JwtFields	claims;
 	const SigningKey *key;
 
 	dot1 = memchr(s, '.', len);
@@ -417,8 +420,8 @@ verify_token(text *token, SessmgrSessionRow *row)
 	if (header == NULL ||
 		!SessmgrJwtParseFields(header, header_len, sessmgr_jwt_audience,
 							   JSON_ASCII_ESCAPES_ONLY, &hdr) ||
-		hdr.alg == NULL)
-		return NULL;
+		hdr.alg == NULL || hdr.has_crit)
+		return NULL;			/* crit: extensions we do not know (RFC 7515) */
 	key = find_key(hdr.kid);
 	if (key == NULL || strcmp(hdr.alg, key->alg->name) != 0)
 		return NULL;
@@ -433,8 +436,8 @@ verify_token(text *token, SessmgrSessionRow *row)
 	payload = SessmgrJwtDecodeSegment(dot1 + 1, dot2 - (dot1 + 1), &payload_len);
 	if (payload == NULL ||
 		!SessmgrJwtParseFields(payload, payload_len, sessmgr_jwt_audience,
-							   JSON_ASCII_ESCAPES_ONLY, &claims) ||
-		!claims_check_out(&claims, row))
+							   JSON_ASCII_ESCAPES_ONLY, claims) ||
+		!claims_check_out(claims, row))
 		return NULL;
 
 	return payload;
@@ -451,13 +454,16 @@ Datum
 sessmgr_verify_access_token(PG_FUNCTION_ARGS)
 {
 	SessmgrSessionRow row;
+	JwtFields	claims;
 	char	   *payload;
+	text	   *jwt;
 
 	if (PG_ARGISNULL(0) ||
 		toast_raw_datum_size(PG_GETARG_DATUM(0)) > VARHDRSZ + JWT_MAX_LEN)
 		PG_RETURN_NULL();
 
-	payload = verify_token(PG_GETARG_TEXT_PP(0), &row);
+	jwt = PG_GETARG_TEXT_PP(0);
+	payload = verify_token(VARDATA_ANY(jwt), VARSIZE_ANY_EXHDR(jwt), &row, &claims);
 	if (payload == NULL)
 		PG_RETURN_NULL();
 
@@ -465,37 +471,51 @@ sessmgr_verify_access_token(PG_FUNCTION_ARGS)
 }
 
 /*
- * The claims PostgREST verified for this request, checked against the
- * session: true when the request may go on, with *row filled when it
- * carries a session.  Anonymous requests (no claims, or no sid and a role
- * other than sessmgr.jwt_role) may go on without a session.
+ * Whether a PostgREST request may go on, judged by the access token it
+ * really carries (bearer, from its Authorization header; NULL without one),
+ * not by the claims it was handed: anyone who can log in as the
+ * authenticator can set request.jwt.claims to whatever they like.
+ *
+ * A bearer token that verifies (sessmgr's keys, times, live session) lets
+ * the request through with *row filled and *has_session set, provided the
+ * claims, if any, name the same session.  Without such a token the request
+ * goes on only as anonymous: claims that carry a session id or the role
+ * sessmgr.jwt_role are refused (a token of ours that did not verify, or
+ * claims set by hand).  A token of another issuer for another role, which
+ * PostgREST accepted with a key of its own, goes on without an identity.
  */
 bool
-SessmgrCheckRequestClaims(const char *claims_json, bool *has_session,
-						  SessmgrSessionRow *row)
+SessmgrCheckRequest(const char *claims_json, const char *bearer, int bearer_len,
+					bool *has_session, SessmgrSessionRow *row)
 {
 	JwtFields	claims;
-	char	   *copy;
+	JwtFields	token_claims;
 	int			len;
 
 	*has_session = false;
-	if (claims_json == NULL || claims_json[0] == '\0')
+	memset(&claims, 0, sizeof(claims));
+	if (claims_json != NULL && claims_json[0] != '\0')
+	{
+		len = strlen(claims_json);
+		if (len > JWT_MAX_LEN ||
+			!SessmgrJwtParseFields(pnstrdup(claims_json, len), len, sessmgr_jwt_audience,
+								   JSON_ASCII_ESCAPES_ONLY, &claims))
+			return false;
+	}
+
+	if (bearer != NULL && bearer_len <= JWT_MAX_LEN &&
+		verify_token(bearer, bearer_len, row, &token_claims) != NULL)
+	{
+		/* the claims, when given, must be this token's */
+		if ((claims.sid != NULL && strcmp(claims.sid, token_claims.sid) != 0) ||
+			(claims.sub != NULL && strcmp(claims.sub, token_claims.sub) != 0))
+			return false;
+		*has_session = true;
 		return true;
+	}
 
-	len = strlen(claims_json);
-	if (len > JWT_MAX_LEN)
-		return false;
-	copy = pnstrdup(claims_json, len);
-	if (!SessmgrJwtParseFields(copy, len, sessmgr_jwt_audience,
-							   JSON_ASCII_ESCAPES_ONLY, &claims))
-		return false;
-
-	/* without a session: fine for another role (anonymous), not for ours */
-	if (claims.sid == NULL)
-		return claims.role == NULL || strcmp(claims.role, sessmgr_jwt_role) != 0;
-
-	*has_session = true;
-	return claims_check_out(&claims, row);
+	return claims.sid == NULL &&
+		(claims.role == NULL || strcmp(claims.role, sessmgr_jwt_role) != 0);
 }
 
 /*

@@ -29,6 +29,7 @@
 
 #define JWT_MAX_DEPTH		8
 #define JWT_MAX_NUMBER_LEN	32
+#define JWT_MAX_NUMBER_EXPONENT 1000	/* numeric_in refuses beyond */
 
 static const char base64url_alphabet[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -255,6 +256,13 @@ SessmgrParseUuid(const char *text, pg_uuid_t *uuid)
 	return true;
 }
 
+/* Whether we are inside the value of the top-level member aud. */
+static bool
+in_aud(const JwtFields *f)
+{
+	return f->depth >= 1 && f->field != NULL && strcmp(f->field, "aud") == 0;
+}
+
 static void
 fields_object_start(void *state)
 {
@@ -262,6 +270,8 @@ fields_object_start(void *state)
 
 	if (f->depth == 0)
 		f->top_is_object = true;
+	else if (in_aud(f))
+		f->bad = true;			/* aud is a string or an array of strings */
 	f->depth++;
 }
 
@@ -293,7 +303,11 @@ fields_field_start(void *state, char *fname, bool isnull)
 	JwtFields  *f = state;
 
 	if (f->depth == 1)
+	{
 		f->field = fname;
+		if (strcmp(fname, "crit") == 0)
+			f->has_crit = true;
+	}
 }
 
 static void
@@ -327,13 +341,35 @@ set_number(JwtFields *f, bool *has, double *target, char *token, JsonTokenType t
 	*target = v;
 }
 
+/*
+ * Whether jsonb can hold a JSON number without an error: at most
+ * JWT_MAX_NUMBER_LEN characters and an exponent within what numeric_in
+ * accepts (it refuses beyond 1000, so 1e999999 would raise).
+ */
+static bool
+number_is_safe(const char *token)
+{
+	const char *e;
+	long		exponent;
+
+	if (strlen(token) > JWT_MAX_NUMBER_LEN)
+		return false;
+	e = strpbrk(token, "eE");
+	if (e == NULL)
+		return true;
+	errno = 0;
+	exponent = strtol(e + 1, NULL, 10);
+	return errno == 0 && exponent >= -JWT_MAX_NUMBER_EXPONENT &&
+		exponent <= JWT_MAX_NUMBER_EXPONENT;
+}
+
 static void
 fields_scalar(void *state, char *token, JsonTokenType type)
 {
 	JwtFields  *f = state;
 	const char *field = f->field;
 
-	if (type == JSON_TOKEN_NUMBER && strlen(token) > JWT_MAX_NUMBER_LEN)
+	if (type == JSON_TOKEN_NUMBER && !number_is_safe(token))
 	{
 		f->bad = true;			/* keeps the later jsonb conversion safe */
 		return;
@@ -393,12 +429,14 @@ fields_aud_array_start(void *state)
 {
 	JwtFields  *f = state;
 
-	if (f->depth == 1 && f->field != NULL && strcmp(f->field, "aud") == 0)
+	if (f->depth == 1 && in_aud(f))
 	{
 		if (f->has_aud)
 			f->bad = true;
 		f->has_aud = true;
 	}
+	else if (in_aud(f))
+		f->bad = true;			/* an array in the aud array */
 	fields_array_start(state);
 }
 
@@ -492,6 +530,95 @@ SessmgrJwtParseFields(char *text, int len, const char *audience,
 	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		return false;
 	return fields->top_is_object && !fields->bad;
+}
+
+typedef struct MemberSearch
+{
+	int			depth;
+	const char *key;
+	bool		in_key;			/* the current top-level member is key */
+	char	   *value;
+} MemberSearch;
+
+static void
+member_nest(void *state)
+{
+	((MemberSearch *) state)->depth++;
+}
+
+static void
+member_unnest(void *state)
+{
+	((MemberSearch *) state)->depth--;
+}
+
+static void
+member_field_start(void *state, char *fname, bool isnull)
+{
+	MemberSearch *m = state;
+
+	if (m->depth == 1)
+		m->in_key = strcmp(fname, m->key) == 0;
+}
+
+static void
+member_scalar(void *state, char *token, JsonTokenType type)
+{
+	MemberSearch *m = state;
+
+	if (m->depth == 1 && m->in_key && type == JSON_TOKEN_STRING && m->value == NULL)
+		m->value = token;
+}
+
+/*
+ * The string value of the top-level member key of a JSON object (the first
+ * one, if the key repeats), or NULL when there is none or the text is not
+ * acceptable JSON (see SessmgrJsonTextAcceptable).  For request.headers.
+ */
+char *
+SessmgrJsonGetMember(char *text, int len, const char *key, bool ascii_escapes_only)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	MemberSearch m;
+
+	if (!SessmgrJsonTextAcceptable(text, len, ascii_escapes_only))
+		return NULL;
+	memset(&m, 0, sizeof(m));
+	m.key = key;
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &m;
+	sem.object_start = member_nest;
+	sem.object_end = member_unnest;
+	sem.array_start = member_nest;
+	sem.array_end = member_unnest;
+	sem.object_field_start = member_field_start;
+	sem.scalar = member_scalar;
+
+	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, true);
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
+		return NULL;
+	return m.value;
+}
+
+/*
+ * The token of an HTTP Authorization header value "Bearer <token>" (the
+ * scheme in any case, RFC 7235), or NULL for any other value.  Sets *len.
+ */
+const char *
+SessmgrBearerToken(const char *header, int *len)
+{
+	const char *p;
+
+	if (header == NULL || pg_strncasecmp(header, "bearer ", 7) != 0)
+		return NULL;
+	p = header + 7;
+	while (*p == ' ')
+		p++;
+	*len = strlen(p);
+	while (*len > 0 && p[*len - 1] == ' ')
+		(*len)--;
+	return *len > 0 ? p : NULL;
 }
 
 /* Decode one base64url segment of a token into a NUL-terminated string. */

@@ -64,6 +64,7 @@ typedef struct JwtFields
 	double		iat;
 	bool		has_aud;
 	bool		aud_matches;
+	bool		has_crit;		/* a header's crit: extensions we do not know */
 } JwtFields;
 
 extern void SessmgrTokenEncode(const SessmgrToken *token, char *out);
@@ -77,5 +78,8 @@ extern bool SessmgrJsonTextAcceptable(const char *text, int len,
 extern bool SessmgrJwtParseFields(char *text, int len, const char *audience,
 								  bool ascii_escapes_only, JwtFields *fields);
 extern char *SessmgrJwtDecodeSegment(const char *start, int len, int *outlen);
+extern char *SessmgrJsonGetMember(char *text, int len, const char *key,
+								  bool ascii_escapes_only);
+extern const char *SessmgrBearerToken(const char *header, int *len);
 
 #endif							/* SESSMGR_PARSE_H */

@@ -4,22 +4,25 @@
  *	  sessmgr.refresh(): rotating the session token, with reuse detection.
  *
  * Refreshing trades the presented session token for a new one and a new
- * access token.  The old token stops working, except that the immediately
- * previous token can be refreshed again within sessmgr.refresh_grace (two
- * tabs refreshing at once).  Presenting any older token, or the previous one
- * after the grace window, means two parties hold the session's tokens: the
- * session is revoked (reason token_reuse) and the caller told so by a
- * status, not an error, so that the revocation commits.
+ * access token.  A token that has been superseded by a refresh can still be
+ * refreshed for sessmgr.refresh_grace after it was superseded (several tabs
+ * refreshing with the same token at once); each such refresh rotates the
+ * session's current token again, so the session keeps one line of tokens.
+ * Presenting a token superseded longer than the grace ago means two parties
+ * hold the session's tokens: the session is revoked (reason token_reuse) and
+ * the caller told so by a status, not an error, so that the revocation
+ * commits.
  *
- * Retired token hashes go to sessmgr.retired_tokens, so reuse is only ever
- * detected for a token the session really had; a made-up secret for a known
- * session id is just invalid and harms nobody.
+ * The answer is decided by the token's hash first: a secret the session
+ * never had is "invalid" whatever state the session is in, so a guesser
+ * learns nothing about it.  Superseded hashes go to sessmgr.retired_tokens
+ * (the newest RETIRED_TOKENS_KEPT per session), so reuse is only ever
+ * detected for a token the session really had.
  *
- * Concurrency: a refresh locks the user's row (share) and then the session
- * row, like every writer (see triggers.c).  Two refreshes of one token
- * queue on the session row; the second finds the token just rotated and
- * goes through the grace path, rotating again, so only one line of tokens
- * survives.
+ * Concurrency: a refresh locks the user's row (exclusively: it may go on to
+ * revoke) and then the session row, like every writer (see triggers.c).
+ * Refreshes of one session queue on the user's row and never upgrade a lock
+ * they hold, so any number of them run without deadlock.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +45,13 @@ typedef enum RefreshStatus
 } RefreshStatus;
 
 static const char *const status_names[] = {"ok", "invalid", "expired", "reuse_detected"};
+
+/*
+ * Superseded token hashes kept per session for reuse detection: about a day
+ * of refreshes every 15 minutes.  Older ones are forgotten; presenting one is
+ * "invalid" rather than "reuse_detected".
+ */
+#define RETIRED_TOKENS_KEPT 100
 
 typedef struct LockedSession
 {
@@ -98,7 +108,7 @@ lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
 		return false;
 	owner_values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	owner_values[1] = values[1];
-	SessmgrLockOwner(owner_values, false);
+	SessmgrLockUserRow(owner_values, USER_LOCK_EXCLUSIVE);
 
 	SessmgrPreparePlan(&lock_plan,
 					   "SELECT user_id, revoked_at IS NOT NULL,"
@@ -147,24 +157,32 @@ hash_datum(const uint8 *hash)
 	return h;
 }
 
-/* Whether a hash is one the session retired earlier. */
+/*
+ * Whether a hash is one the session retired earlier; sets *superseded_at to
+ * when it stopped being the session's token.
+ */
 static bool
-is_retired(const pg_uuid_t *id, const uint8 *hash)
+is_retired(const pg_uuid_t *id, const uint8 *hash, TimestampTz *superseded_at)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {BYTEAOID, UUIDOID};
 	Datum		values[2];
+	bool		isnull;
 
 	values[0] = PointerGetDatum(hash_datum(hash));
 	values[1] = UUIDPGetDatum(id);
 
 	SessmgrPreparePlan(&plan,
-					   "SELECT 1 FROM sessmgr.retired_tokens"
+					   "SELECT retired_at FROM sessmgr.retired_tokens"
 					   " WHERE token_hash OPERATOR(pg_catalog.=) $1"
 					   "   AND session_id OPERATOR(pg_catalog.=) $2",
 					   2, types);
 	SessmgrExecPlan(plan, values, NULL, SPI_OK_SELECT);
-	return SPI_processed > 0;
+	if (SPI_processed == 0)
+		return false;
+	*superseded_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
 }
 
 /*
@@ -176,23 +194,40 @@ rotate(const pg_uuid_t *id, const LockedSession *s, const uint8 *new_hash,
 	   int64 new_gen, TimestampTz now)
 {
 	static SPIPlanPtr retire_plan = NULL;
+	static SPIPlanPtr prune_plan = NULL;
 	static SPIPlanPtr rotate_plan = NULL;
 	Oid			retire_types[3] = {BYTEAOID, UUIDOID, TIMESTAMPTZOID};
+	Oid			prune_types[2] = {UUIDOID, INT4OID};
 	Oid			rotate_types[4] = {UUIDOID, BYTEAOID, INT8OID, TIMESTAMPTZOID};
 	Datum		values[4];
-	TimestampTz wall = GetCurrentTimestamp();
 
 	if (s->has_prev)
 	{
+		/* the previous token was superseded by the last rotation */
 		values[0] = PointerGetDatum(hash_datum(s->prev_token_hash));
 		values[1] = UUIDPGetDatum(id);
-		values[2] = TimestampTzGetDatum(wall);
+		values[2] = TimestampTzGetDatum(s->rotated_at != DT_NOBEGIN ?
+										s->rotated_at : GetCurrentTimestamp());
 		SessmgrPreparePlan(&retire_plan,
 						   "INSERT INTO sessmgr.retired_tokens"
 						   " (token_hash, session_id, retired_at) VALUES ($1, $2, $3)"
 						   " ON CONFLICT DO NOTHING",
 						   3, retire_types);
 		SessmgrExecPlan(retire_plan, values, NULL, SPI_OK_INSERT);
+
+		/* keep the newest RETIRED_TOKENS_KEPT */
+		values[0] = UUIDPGetDatum(id);
+		values[1] = Int32GetDatum(RETIRED_TOKENS_KEPT);
+		SessmgrPreparePlan(&prune_plan,
+						   "DELETE FROM sessmgr.retired_tokens r"
+						   " WHERE r.session_id OPERATOR(pg_catalog.=) $1"
+						   "   AND r.retired_at OPERATOR(pg_catalog.<)"
+						   "       (SELECT k.retired_at FROM sessmgr.retired_tokens k"
+						   "         WHERE k.session_id OPERATOR(pg_catalog.=) $1"
+						   "         ORDER BY k.retired_at DESC"
+						   "        OFFSET $2 OPERATOR(pg_catalog.-) 1 LIMIT 1)",
+						   2, prune_types);
+		SessmgrExecPlan(prune_plan, values, NULL, SPI_OK_DELETE);
 	}
 
 	values[0] = UUIDPGetDatum(id);
@@ -223,7 +258,7 @@ revoke_for_reuse(const pg_uuid_t *id, const char *user_id, TimestampTz now)
 
 	owner_values[0] = CStringGetTextDatum(user_id);
 	owner_values[1] = TimestampTzGetDatum(now);
-	SessmgrLockOwner(owner_values, true);
+	SessmgrLockUserRow(owner_values, USER_LOCK_REVOKE);
 
 	values[0] = UUIDPGetDatum(id);
 	SessmgrPreparePlan(&plan,
@@ -234,6 +269,35 @@ revoke_for_reuse(const pg_uuid_t *id, const char *user_id, TimestampTz now)
 					   "   AND revoked_at IS NULL",
 					   1, types);
 	SessmgrExecPlan(plan, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * What a refresh with this token hash comes to, with the session locked and
+ * read into *s.  The hash is judged first (see the file header).
+ */
+static RefreshStatus
+decide(const pg_uuid_t *id, const uint8 *hash, TimestampTz now, LockedSession *s)
+{
+	TimestampTz superseded_at;
+
+	if (!lock_session(id, now, s))
+		return REFRESH_INVALID;
+	if (SessmgrConstantTimeEqual(hash, s->token_hash, SESSMGR_HASH_LEN))
+		superseded_at = DT_NOEND;	/* the current token */
+	else if (s->has_prev &&
+			 SessmgrConstantTimeEqual(hash, s->prev_token_hash, SESSMGR_HASH_LEN))
+		superseded_at = s->rotated_at;
+	else if (!is_retired(id, hash, &superseded_at))
+		return REFRESH_INVALID; /* a secret this session never had */
+
+	if (s->revoked)
+		return REFRESH_INVALID;
+	if (!s->live)
+		return REFRESH_EXPIRED;
+	if (superseded_at == DT_NOEND ||
+		GetCurrentTimestamp() - superseded_at <= (int64) sessmgr_refresh_grace * USECS_PER_SEC)
+		return REFRESH_OK;
+	return REFRESH_REUSE_DETECTED;
 }
 
 /*
@@ -292,35 +356,17 @@ sessmgr_refresh(PG_FUNCTION_ARGS)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 
-		if (!lock_session(&token.id, now, &s) || s.revoked)
-			status = REFRESH_INVALID;
-		else if (!s.live)
-			status = REFRESH_EXPIRED;
-		else
+		status = decide(&token.id, hash, now, &s);
+		if (status == REFRESH_OK)
 		{
-			bool		current = SessmgrConstantTimeEqual(hash, s.token_hash, SESSMGR_HASH_LEN);
-			bool		previous = s.has_prev &&
-				SessmgrConstantTimeEqual(hash, s.prev_token_hash, SESSMGR_HASH_LEN);
-			bool		in_grace = previous &&
-				GetCurrentTimestamp() - s.rotated_at <= (int64) sessmgr_refresh_grace * USECS_PER_SEC;
-
-			if (current || in_grace)
-			{
-				SessmgrTokenNewSecret(&token);
-				SessmgrTokenHash(&token, new_hash);
-				SessmgrTokenEncode(&token, new_token);
-				new_gen = SessmgrRandomGen();
-				rotate(&token.id, &s, new_hash, new_gen, now);
-				status = REFRESH_OK;
-			}
-			else if (previous || is_retired(&token.id, hash))
-			{
-				revoke_for_reuse(&token.id, s.user_id, now);
-				status = REFRESH_REUSE_DETECTED;
-			}
-			else
-				status = REFRESH_INVALID;
+			SessmgrTokenNewSecret(&token);
+			SessmgrTokenHash(&token, new_hash);
+			SessmgrTokenEncode(&token, new_token);
+			new_gen = SessmgrRandomGen();
+			rotate(&token.id, &s, new_hash, new_gen, now);
 		}
+		else if (status == REFRESH_REUSE_DETECTED)
+			revoke_for_reuse(&token.id, s.user_id, now);
 
 		SPI_finish();
 		SessmgrRestoreUser(&octx);

@@ -5,10 +5,13 @@
  *
  * PostgREST verifies an access token's signature and expiry itself, then
  * sets request.jwt.claims and calls the db-pre-request function before the
- * request's own SQL.  This function checks the claims against the session,
- * so a revoked, expired or idle session's access tokens stop working at
- * once; it costs one primary-key probe.  It writes only the throttled
- * activity touch, never in a read-only transaction (GET requests).
+ * request's own SQL.  This function verifies the access token of the
+ * request's Authorization header once more (one HMAC: the claims alone
+ * could have been set by anyone who can log in as the authenticator) and
+ * checks it against its session, so a revoked, expired or idle session's
+ * access tokens stop working at once; it costs one primary-key probe.  It
+ * writes only the throttled activity touch, never in a read-only
+ * transaction (GET requests).
  *
  * When the request carries a live session, the session becomes the
  * transaction's identity (sessmgr.current_user_id(), for row-level
@@ -19,6 +22,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/guc.h"
 
 #include "sessmgr.h"
@@ -52,10 +56,23 @@ Datum
 sessmgr_pre_request(PG_FUNCTION_ARGS)
 {
 	const char *claims = GetConfigOption("request.jwt.claims", true, false);
+	const char *headers = GetConfigOption("request.headers", true, false);
+	const char *bearer = NULL;
+	int			bearer_len = 0;
 	SessmgrSessionRow row;
 	bool		has_session;
 
-	if (!SessmgrCheckRequestClaims(claims, &has_session, &row))
+	if (headers != NULL && headers[0] != '\0')
+	{
+		int			len = strlen(headers);
+
+		bearer = SessmgrBearerToken(SessmgrJsonGetMember(pnstrdup(headers, len), len,
+														 "authorization",
+														 GetDatabaseEncoding() != PG_UTF8),
+									&bearer_len);
+	}
+
+	if (!SessmgrCheckRequest(claims, bearer, bearer_len, &has_session, &row))
 	{
 		SessmgrClearIdentity();
 		reject_request();

@@ -27,22 +27,39 @@ invalid_session_id(void)
 			 errmsg("invalid session id")));
 }
 
+/*
+ * The reasons sessmgr writes itself, each with a meaning of its own in the
+ * audit trail: cap (an eviction, logged as event "evict"), token_reuse (a
+ * stolen refresh token: alerting keys on it) and erased (an erasure of the
+ * user).  A caller may not write them.
+ */
+static const char *const reserved_reasons[] = {"cap", "token_reuse", "erased"};
+
 /* A revocation reason must be a short, non-empty word or phrase. */
 static text *
 check_reason(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *reason;
+	int			len;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("revocation reason must not be null")));
+	SessmgrCheckText(PG_GETARG_DATUM(argno), "revocation reason", SESSMGR_MAX_REASON_BYTES);
 	reason = PG_GETARG_TEXT_PP(argno);
 	if (VARSIZE_ANY_EXHDR(reason) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("revocation reason must not be empty")));
-	SessmgrCheckText(reason, "revocation reason", SESSMGR_MAX_REASON_BYTES);
+	len = VARSIZE_ANY_EXHDR(reason);
+	for (size_t i = 0; i < lengthof(reserved_reasons); i++)
+		if ((size_t) len == strlen(reserved_reasons[i]) &&
+			memcmp(VARDATA_ANY(reason), reserved_reasons[i], len) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("revocation reason is reserved"),
+					 errdetail("The reasons cap, token_reuse and erased are written by sessmgr itself.")));
 	return reason;
 }
 
@@ -54,14 +71,11 @@ text_equal(text *a, text *b)
 }
 
 /*
- * sessmgr.revoke(session_id uuid, user_id text, reason text) RETURNS boolean
- *
- * End one session.  With a user id, only that user's session may be ended.
+ * End one session; with a user id (user_arg >= 0), only that user's.
  * Returns true if this call ended it, false if it had already ended.
  */
-PG_FUNCTION_INFO_V1(sessmgr_revoke);
-Datum
-sessmgr_revoke(PG_FUNCTION_ARGS)
+static bool
+revoke_one(FunctionCallInfo fcinfo, int user_arg, int reason_arg)
 {
 	static SPIPlanPtr read_plan = NULL;
 	static SPIPlanPtr revoke_plan = NULL;
@@ -74,7 +88,7 @@ sessmgr_revoke(PG_FUNCTION_ARGS)
 	SessmgrOwnerContext octx;
 	bool		revoked = false;
 
-	reason = check_reason(fcinfo, 2);
+	reason = check_reason(fcinfo, reason_arg);
 	if (PG_ARGISNULL(0))
 		invalid_session_id();
 
@@ -107,8 +121,8 @@ sessmgr_revoke(PG_FUNCTION_ARGS)
 		TimestampTz last_active_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
 		Interval   *idle = DatumGetIntervalP(SPI_getbinval(row, desc, 5, &isnull));
 
-		if (!PG_ARGISNULL(1) &&
-			!text_equal(DatumGetTextPP(owner), PG_GETARG_TEXT_PP(1)))
+		if (user_arg >= 0 &&
+			!text_equal(DatumGetTextPP(owner), PG_GETARG_TEXT_PP(user_arg)))
 			invalid_session_id();
 
 		/* an ended session stays ended: nothing to lock */
@@ -117,7 +131,7 @@ sessmgr_revoke(PG_FUNCTION_ARGS)
 			/* the user's row first (see the lock order in triggers.c) */
 			owner_values[0] = owner;
 			owner_values[1] = values[1];
-			SessmgrLockOwner(owner_values, true);
+			SessmgrLockUserRow(owner_values, USER_LOCK_REVOKE);
 
 			/* then the session, unless it ended while we waited */
 			SessmgrPreparePlan(&revoke_plan,
@@ -136,7 +150,41 @@ sessmgr_revoke(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	SessmgrRestoreUser(&octx);
-	PG_RETURN_BOOL(revoked);
+	return revoked;
+}
+
+/*
+ * sessmgr.revoke(session_id uuid, user_id text, reason text DEFAULT 'logout')
+ *	 RETURNS boolean
+ *
+ * End one of a user's sessions.  The user id is required: a session that is
+ * not that user's is as invalid as an unknown one.
+ */
+PG_FUNCTION_INFO_V1(sessmgr_revoke);
+Datum
+sessmgr_revoke(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("user id must not be null"),
+				 errhint("Administrators end any session with sessmgr.revoke_any().")));
+	SessmgrCheckText(PG_GETARG_DATUM(1), "user id", SESSMGR_MAX_USER_ID_BYTES);
+	PG_RETURN_BOOL(revoke_one(fcinfo, 1, 2));
+}
+
+/*
+ * sessmgr.revoke_any(session_id uuid, reason text DEFAULT 'admin')
+ *	 RETURNS boolean
+ *
+ * End any session, whoever's it is: for administrators, granted separately
+ * from revoke().
+ */
+PG_FUNCTION_INFO_V1(sessmgr_revoke_any);
+Datum
+sessmgr_revoke_any(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(revoke_one(fcinfo, -1, 1));
 }
 
 /*
@@ -164,6 +212,7 @@ sessmgr_revoke_all(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("user id must not be null")));
+	SessmgrCheckText(PG_GETARG_DATUM(0), "user id", SESSMGR_MAX_USER_ID_BYTES);
 	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -185,7 +234,7 @@ sessmgr_revoke_all(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	SessmgrLockOwner(values, true);
+	SessmgrLockUserRow(values, USER_LOCK_REVOKE);
 
 	SessmgrPreparePlan(&revoke_plan,
 					   "UPDATE sessmgr.sessions"

@@ -68,14 +68,13 @@ static void
 probe_open(SessionProbe *p)
 {
 	const SessmgrCatalog *cat = SessmgrGetCatalog();
-	Snapshot	snapshot;
 
-	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	p->mcxt = CurrentMemoryContext;
 	p->rel = table_open(cat->sessions, AccessShareLock);
 	p->idx = index_open(cat->sessions_pkey, AccessShareLock);
 	p->slot = table_slot_create(p->rel, NULL);
-	p->scan = index_beginscan(p->rel, p->idx, snapshot, 1, 0);
+	/* each fetch gives the scan its snapshot (probe_fetch) */
+	p->scan = index_beginscan(p->rel, p->idx, InvalidSnapshot, 1, 0);
 }
 
 static void
@@ -95,8 +94,17 @@ probe_fetch(SessionProbe *p, const pg_uuid_t *id, SessmgrSessionRow *row)
 	ScanKeyData skey;
 	bool		found;
 	MemoryContext oldcontext;
+	Snapshot	snapshot;
 
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
+
+	/*
+	 * Read with the active snapshot, as a fresh scan would, registered for
+	 * as long as the scan holds it: only during this fetch.
+	 */
+	snapshot = RegisterSnapshot(ActiveSnapshotSet() ?
+								GetActiveSnapshot() : GetTransactionSnapshot());
+	p->scan->xs_snapshot = snapshot;
 
 	/*
 	 * The access method allocates some scan state lazily (btree's array of
@@ -144,9 +152,11 @@ probe_fetch(SessionProbe *p, const pg_uuid_t *id, SessmgrSessionRow *row)
 		row->prev_token_gen = isnull ? 0 : DatumGetInt64(d);
 	}
 
-	/* no buffer pin between calls */
+	/* no buffer pin and no snapshot between calls */
 	ExecClearTuple(slot);
 	table_index_fetch_reset(p->scan->xs_heapfetch);
+	p->scan->xs_snapshot = InvalidSnapshot;
+	UnregisterSnapshot(snapshot);
 
 	return found;
 }
@@ -297,8 +307,6 @@ SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 			return SessmgrFetchSession(id, row);	/* not ours to use here */
 	}
 
-	/* each call reads with the active snapshot, as a fresh scan would */
-	p->scan->xs_snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	return probe_fetch(p, id, row);
 }
 
@@ -334,7 +342,7 @@ touch_now(const SessmgrSessionRow *row, TimestampTz now)
 	SessmgrBecomeOwner(&octx);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	SessmgrLockOwner(owner_values, false);
+	SessmgrLockUserRow(owner_values, USER_LOCK_SHARE);
 	SessmgrPreparePlan(&plan,
 					   "UPDATE sessmgr.sessions"
 					   "   SET last_active_at = GREATEST(last_active_at, $2)"

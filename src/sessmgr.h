@@ -19,6 +19,7 @@
 #include "access/attnum.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/relcache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -89,8 +90,15 @@ typedef struct SessmgrOwnerContext
 {
 	Oid			save_userid;
 	int			save_sec_context;
-	Oid			save_actor;
+	int			save_nestlevel;
 } SessmgrOwnerContext;
+
+typedef enum SessmgrUserLock
+{
+	USER_LOCK_SHARE,
+	USER_LOCK_EXCLUSIVE,
+	USER_LOCK_REVOKE
+} SessmgrUserLock;
 
 extern void SessmgrCatalogInit(void);
 extern const SessmgrCatalog *SessmgrGetCatalog(void);
@@ -99,7 +107,7 @@ extern void SessmgrRestoreUser(SessmgrOwnerContext *ctx);
 extern Oid	SessmgrActor(void);
 extern SPIPlanPtr SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql,
 									 int nargs, Oid *argtypes);
-extern void SessmgrLockOwner(Datum *values, bool revocation);
+extern void SessmgrLockUserRow(Datum *values, SessmgrUserLock mode);
 extern void SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
 							int expected);
 
@@ -131,9 +139,9 @@ extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked,
 								 TimestampTz last_active_at,
 								 const Interval *idle_timeout);
 extern int64 SessmgrIntervalUsecs(const Interval *interval);
-extern bool SessmgrLoadingByCopy(void);
+extern bool SessmgrLoadingByCopy(Relation rel);
 extern ErrorData *SessmgrTryInSubtransaction(void (*fn) (void *arg), void *arg);
-extern void SessmgrCheckText(text *value, const char *what, int max_bytes);
+extern void SessmgrCheckText(Datum value, const char *what, int max_bytes);
 
 /* result.c */
 extern TupleDesc SessmgrResultDesc(int natts, const char *const *names,
@@ -147,12 +155,14 @@ extern void SessmgrJwtInit(void);
 extern char *SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id,
 							int64 token_gen, TimestampTz session_expires_at,
 							TimestampTz *expires_at);
-extern bool SessmgrCheckRequestClaims(const char *claims_json, bool *has_session,
-									  SessmgrSessionRow *row);
+extern bool SessmgrCheckRequest(const char *claims_json, const char *bearer,
+								int bearer_len, bool *has_session,
+								SessmgrSessionRow *row);
 
 /* identity.c */
 extern void SessmgrIdentityInit(void);
 extern void SessmgrSetIdentity(const char *user_id, const pg_uuid_t *session_id);
 extern void SessmgrClearIdentity(void);
+extern const char *SessmgrIdentityUserId(void);
 
 #endif							/* SESSMGR_H */

@@ -67,11 +67,29 @@ check_trigger_call(FunctionCallInfo fcinfo, const char *name)
 	return trigdata;
 }
 
+/*
+ * The number of a column the triggers read, refusing a table that lacks it
+ * (a column dropped or renamed by hand) rather than reading garbage.
+ */
+static int
+required_column(TupleDesc desc, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table sessmgr.sessions has no usable column \"%s\"", name),
+				 errhint("Reinstall the sessmgr extension.")));
+	return attnum;
+}
+
 static Datum
 get_attr(HeapTuple tuple, Relation rel, const char *name, bool *isnull)
 {
-	return heap_getattr(tuple, SPI_fnumber(RelationGetDescr(rel), name),
-						RelationGetDescr(rel), isnull);
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	return heap_getattr(tuple, required_column(desc, name), desc, isnull);
 }
 
 /*
@@ -104,7 +122,7 @@ sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
 		elog(ERROR, "sessions_enforce_cap must be fired BEFORE INSERT");
 
 	/* restored history is not a new session (see SessmgrLoadingByCopy) */
-	if (SessmgrLoadingByCopy())
+	if (SessmgrLoadingByCopy(rel))
 		return PointerGetDatum(tuple);
 
 	/* a row without a user, or already ended, is for the constraints */
@@ -224,7 +242,7 @@ sessmgr_sessions_guard_ended(PG_FUNCTION_ARGS)
 
 	for (size_t i = 0; i < lengthof(fixed); i++)
 	{
-		int			attnum = SPI_fnumber(desc, fixed[i]);
+		int			attnum = required_column(desc, fixed[i]);
 		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
 		bool		old_null;
 		bool		new_null;
@@ -273,8 +291,9 @@ notify_ended(const char *event, Datum session_id, Datum user_id, Datum reason)
  * sessmgr.sessions_audit() RETURNS trigger
  *
  * AFTER INSERT, and AFTER UPDATE that ends a session: write the event row in
- * the same transaction, naming the role that called sessmgr (or ran the
- * statement), and announce an ending (see notify_ended).
+ * the same transaction, naming the role the client ran as (SessmgrActor) and
+ * the user of the session it had authenticated with, if any, and announce
+ * an ending (see notify_ended).
  */
 PG_FUNCTION_INFO_V1(sessmgr_sessions_audit);
 Datum
@@ -284,10 +303,11 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = check_trigger_call(fcinfo, "sessions_audit");
 	Relation	rel = trigdata->tg_relation;
 	HeapTuple	tuple;
-	Oid			types[6] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, NAMEOID, INETOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, NAMEOID, INETOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	const char *event;
+	const char *actor_user_id = SessmgrIdentityUserId();
 	bool		isnull;
 	char	   *actor;
 	NameData	actor_name;
@@ -297,7 +317,7 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 		elog(ERROR, "sessions_audit must be fired AFTER INSERT or UPDATE");
 
 	/* a restore brings its own events (see SessmgrLoadingByCopy) */
-	if (SessmgrLoadingByCopy())
+	if (SessmgrLoadingByCopy(rel))
 		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
@@ -331,15 +351,19 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 	values[5] = get_attr(tuple, rel, "ip", &isnull);
 	if (isnull)
 		nulls[5] = 'n';
+	if (actor_user_id != NULL)
+		values[6] = CStringGetTextDatum(actor_user_id);
+	else
+		nulls[6] = 'n';
 
 	SessmgrBecomeOwner(&octx);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SessmgrPreparePlan(&plan,
 					   "INSERT INTO sessmgr.session_events"
-					   " (event, session_id, user_id, reason, actor, ip)"
-					   " VALUES ($1, $2, $3, $4, $5, $6)",
-					   6, types);
+					   " (event, session_id, user_id, reason, actor, ip, actor_user_id)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					   7, types);
 	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	SessmgrRestoreUser(&octx);

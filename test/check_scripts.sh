@@ -6,7 +6,10 @@
 #
 # Fails on:
 #   - CREATE OR REPLACE or IF NOT EXISTS anywhere (an object that already exists
-#     belongs to whoever made it; the script must fail instead of adopting it);
+#     belongs to whoever made it; the script must fail instead of adopting it),
+#     except CREATE OR REPLACE FUNCTION of sessmgr's own schemas in an update
+#     script (PostgreSQL refuses to replace a function that is not already a
+#     member of the extension);
 #   - a SECURITY DEFINER function without SET search_path = pg_catalog, pg_temp;
 #   - an operator outside a function body that is not written
 #     OPERATOR(pg_catalog.op): the statements of the script itself run with the
@@ -50,7 +53,7 @@ for my $file (@ARGV)
 	close($fh);
 
 	finding($file, 1, "no \\echo ... \\quit guard against running the script in psql")
-	  unless $text =~ /^\\echo Use "CREATE EXTENSION [^"]*" to load this file\. \\quit$/m;
+	  unless $text =~ /^\\echo Use "(?:CREATE|ALTER) EXTENSION [^"]*" to load this file\. \\quit$/m;
 
 	# Split into statements; keep for each its text with comments, literals
 	# and bodies blanked out ("code"), its bodies, and its first line.
@@ -106,8 +109,13 @@ for my $file (@ARGV)
 		next if $c =~ /^\s*$/;
 		my $at = $s->{line};
 
+		# An update script may replace its own functions: PostgreSQL refuses
+		# CREATE OR REPLACE of an object that is not already a member of the
+		# extension being updated, so nothing that belongs to another is adopted.
 		finding($file, $at, "CREATE OR REPLACE: the script must not adopt an existing object")
-		  if $c =~ /\bCREATE\s+OR\s+REPLACE\b/i;
+		  if $c =~ /\bCREATE\s+OR\s+REPLACE\b/i
+		  && !($file =~ /^sessmgr--[^-]+--[^-]+\.sql$/
+			&& $c =~ /^\s*CREATE\s+OR\s+REPLACE\s+FUNCTION\s+sessmgr(?:_api)?\.\w+\s*\(/i);
 		finding($file, $at, "IF NOT EXISTS: the script must not adopt an existing object")
 		  if $c =~ /\bIF\s+NOT\s+EXISTS\b/i;
 

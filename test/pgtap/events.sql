@@ -68,7 +68,7 @@ SELECT is(sessmgr.revoke((SELECT session_id FROM tap_s WHERE k = 'i1'), 'sessmgr
     true, 'revoke() ends the session');
 SELECT is(sessmgr.revoke((SELECT session_id FROM tap_s WHERE k = 'i1'), 'sessmgr_tap_ev_u1', 'again'),
     false, 'revoke() of an ended session ends nothing');
-SELECT throws_ok($$SELECT sessmgr.revoke(gen_random_uuid())$$, '22023', 'invalid session id',
+SELECT throws_ok($$SELECT sessmgr.revoke_any(gen_random_uuid())$$, '22023', 'invalid session id',
     'revoke() of an unknown session fails');
 RESET ROLE;
 
@@ -215,7 +215,7 @@ SELECT results_eq(
 
 INSERT INTO tap_s SELECT 't2', session_id, token FROM sessmgr.issue('sessmgr_tap_ev_u4');
 SAVEPOINT before_revoke;
-SELECT is(sessmgr.revoke((SELECT session_id FROM tap_s WHERE k = 't2')), true,
+SELECT is(sessmgr.revoke_any((SELECT session_id FROM tap_s WHERE k = 't2')), true,
     'revoke() inside a savepoint');
 ROLLBACK TO SAVEPOINT before_revoke;
 SELECT results_eq(

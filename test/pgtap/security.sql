@@ -98,7 +98,7 @@ SELECT results_eq(
 SELECT results_eq(
     $$SELECT * FROM pg_temp.sec_untyped_null_calls($b$
         PERFORM sessmgr.set_session_cookie(NULL, NULL);
-        PERFORM sessmgr.revoke(sid, reason => NULL);
+        PERFORM sessmgr.revoke_any(sid, reason => NULL);
         PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
         PERFORM sessmgr.session_response(s.id, s.token, 'x', now(), true)$b$) ORDER BY 1$$,
     $$VALUES ('sessmgr.revoke'), ('sessmgr.set_session_cookie')$$,
