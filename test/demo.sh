@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test/demo.sh: `make demo` - install what is missing, build and install sessmgr,
-# then walk through test/demo.sql on a throwaway cluster that is removed afterwards.
+# then walk through test/demo.sql on a throwaway cluster that is removed afterwards,
+# and through the same flow over HTTP with the real PostgREST (test/demo_http.sh).
 # shellcheck disable=SC2119  # sessmgr_cluster_start takes optional conf lines
 set -euo pipefail
 
@@ -18,4 +19,7 @@ sessmgr_psql -c 'CREATE EXTENSION sessmgr'
 sessmgr_log "demo: running test/demo.sql"
 # demo.sql prints a UTF-8 ellipsis; keep the table columns aligned whatever the locale.
 PGCLIENTENCODING=UTF8 sessmgr_psql -f test/demo.sql
+
+# the same flow over HTTP, through the real PostgREST (README, section PostgREST)
+bash test/demo_http.sh
 sessmgr_log "demo: done"
