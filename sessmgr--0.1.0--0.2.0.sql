@@ -23,6 +23,12 @@ COMMENT ON COLUMN sessmgr.session_events.actor_user_id IS
 DROP INDEX sessmgr.retired_tokens_session_idx;
 CREATE INDEX retired_tokens_session_idx ON sessmgr.retired_tokens (session_id, retired_at);
 
+-- the tag of the retired token, so that access tokens minted with it work
+-- until they expire (several tabs refreshing at once); NULL for 0.1.0's rows
+ALTER TABLE sessmgr.retired_tokens ADD COLUMN token_gen bigint;
+
+COMMENT ON COLUMN sessmgr.retired_tokens.token_gen IS
+    'The gen tag of the retired token: its access tokens verify until they expire.';
 COMMENT ON COLUMN sessmgr.retired_tokens.retired_at IS
     'When the token stopped being the session''s current token; refreshable for sessmgr.refresh_grace after that.';
 

@@ -528,6 +528,7 @@ CREATE TABLE sessmgr.retired_tokens (
     token_hash  bytea       NOT NULL,
     session_id  uuid        NOT NULL,
     retired_at  timestamptz NOT NULL,
+    token_gen   bigint,
     CONSTRAINT retired_tokens_pkey PRIMARY KEY (token_hash),
     CONSTRAINT retired_tokens_session_fkey FOREIGN KEY (session_id)
         REFERENCES sessmgr.sessions (id) ON DELETE CASCADE
@@ -539,6 +540,8 @@ COMMENT ON TABLE sessmgr.retired_tokens IS
 -- refresh keeps the newest 100 per session, found through this index
 CREATE INDEX retired_tokens_session_idx ON sessmgr.retired_tokens (session_id, retired_at);
 
+COMMENT ON COLUMN sessmgr.retired_tokens.token_gen IS
+    'The gen tag of the retired token: its access tokens verify until they expire.';
 COMMENT ON COLUMN sessmgr.retired_tokens.retired_at IS
     'When the token stopped being the session''s current token; refreshable for sessmgr.refresh_grace after that.';
 

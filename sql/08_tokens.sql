@@ -222,6 +222,10 @@ SELECT status FROM sessmgr.refresh(:'at2');
 SELECT status, token AS rt3 FROM sessmgr.refresh(:'rt') \gset
 \echo :status
 SELECT count(*) AS rt3_valid FROM sessmgr.validate(:'rt3');
+-- and the access tokens handed to the other tabs keep working until they
+-- expire: the first one's token is two rotations old now
+SELECT sessmgr.verify_access_token(:'at') IS NOT NULL AS first_tab_access_token_verifies,
+       sessmgr.verify_access_token(:'at2') IS NOT NULL AS second_tab_access_token_verifies;
 -- ... after the grace window it is reuse, and the session is revoked
 SET sessmgr.refresh_grace = 0;
 SELECT status, token IS NULL AS no_token FROM sessmgr.refresh(:'rt');

@@ -7,7 +7,8 @@
  * An access token carries sub (user id), sid (session id), gen (the tag of
  * the session token it was minted with), role, iat, exp and, when
  * configured, aud and iss.  Verification accepts it only while its session
- * is active and its gen is the session's current or previous token tag: a
+ * is active and its gen is the tag of one of the session's tokens (the
+ * current or previous one, read from the session row, or a retired one): a
  * token minted in a transaction that rolled back carries a tag that was
  * never stored, so it never verifies, and revoking a session kills its
  * access tokens at once.
@@ -382,7 +383,8 @@ claims_check_out(const JwtFields *claims, SessmgrSessionRow *row)
 	if (!SessmgrFetchSession(&sid, row) ||
 		!SessmgrSessionRowIsLive(row, now) ||
 		strcmp(row->user_id, claims->sub) != 0 ||
-		!(gen == row->token_gen || (row->has_prev_gen && gen == row->prev_token_gen)))
+		!(gen == row->token_gen || (row->has_prev_gen && gen == row->prev_token_gen) ||
+		  SessmgrGenWasRetired(&sid, gen)))
 		return false;
 
 	return SessmgrTouchIfDue(row, now);

@@ -62,6 +62,7 @@ typedef struct LockedSession
 	uint8		token_hash[SESSMGR_HASH_LEN];
 	uint8		prev_token_hash[SESSMGR_HASH_LEN];
 	int64		token_gen;
+	int64		prev_token_gen;
 	TimestampTz rotated_at;
 	TimestampTz expires_at;
 } LockedSession;
@@ -116,7 +117,8 @@ lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
 					   "       AND expires_at OPERATOR(pg_catalog.>) $2"
 					   "       AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
 					   "           OPERATOR(pg_catalog.>) $2,"
-					   "       token_hash, prev_token_hash, token_gen, rotated_at, expires_at"
+					   "       token_hash, prev_token_hash, token_gen, rotated_at, expires_at,"
+					   "       prev_token_gen"
 					   "  FROM sessmgr.sessions"
 					   " WHERE id OPERATOR(pg_catalog.=) $1"
 					   "   FOR UPDATE",
@@ -144,6 +146,11 @@ lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
 		s->rotated_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
 	}
 	s->expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 8, &isnull));
+	{
+		Datum		d = SPI_getbinval(row, desc, 9, &isnull);
+
+		s->prev_token_gen = isnull ? 0 : DatumGetInt64(d);
+	}
 	return true;
 }
 
@@ -196,7 +203,7 @@ rotate(const pg_uuid_t *id, const LockedSession *s, const uint8 *new_hash,
 	static SPIPlanPtr retire_plan = NULL;
 	static SPIPlanPtr prune_plan = NULL;
 	static SPIPlanPtr rotate_plan = NULL;
-	Oid			retire_types[3] = {BYTEAOID, UUIDOID, TIMESTAMPTZOID};
+	Oid			retire_types[4] = {BYTEAOID, UUIDOID, TIMESTAMPTZOID, INT8OID};
 	Oid			prune_types[2] = {UUIDOID, INT4OID};
 	Oid			rotate_types[4] = {UUIDOID, BYTEAOID, INT8OID, TIMESTAMPTZOID};
 	Datum		values[4];
@@ -208,11 +215,12 @@ rotate(const pg_uuid_t *id, const LockedSession *s, const uint8 *new_hash,
 		values[1] = UUIDPGetDatum(id);
 		values[2] = TimestampTzGetDatum(s->rotated_at != DT_NOBEGIN ?
 										s->rotated_at : GetCurrentTimestamp());
+		values[3] = Int64GetDatum(s->prev_token_gen);
 		SessmgrPreparePlan(&retire_plan,
 						   "INSERT INTO sessmgr.retired_tokens"
-						   " (token_hash, session_id, retired_at) VALUES ($1, $2, $3)"
+						   " (token_hash, session_id, retired_at, token_gen) VALUES ($1, $2, $3, $4)"
 						   " ON CONFLICT DO NOTHING",
-						   3, retire_types);
+						   4, retire_types);
 		SessmgrExecPlan(retire_plan, values, NULL, SPI_OK_INSERT);
 
 		/* keep the newest RETIRED_TOKENS_KEPT */
@@ -269,6 +277,40 @@ revoke_for_reuse(const pg_uuid_t *id, const char *user_id, TimestampTz now)
 					   "   AND revoked_at IS NULL",
 					   1, types);
 	SessmgrExecPlan(plan, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * Whether gen is the tag of one of the session's retired tokens (the newest
+ * RETIRED_TOKENS_KEPT).  Access tokens minted with such a token keep
+ * working until they expire: several tabs refreshing at once each rotate the
+ * session, and the first tab's new access token must not die two rotations
+ * later, a moment after it was handed out.  Off the hot path: access tokens
+ * of the current and the previous token are judged from the session row.
+ */
+bool
+SessmgrGenWasRetired(const pg_uuid_t *id, int64 gen)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {UUIDOID, INT8OID};
+	Datum		values[2];
+	SessmgrOwnerContext octx;
+	bool		found;
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = Int64GetDatum(gen);
+	SessmgrBecomeOwner(&octx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SessmgrPreparePlan(&plan,
+					   "SELECT 1 FROM sessmgr.retired_tokens"
+					   " WHERE session_id OPERATOR(pg_catalog.=) $1"
+					   "   AND token_gen OPERATOR(pg_catalog.=) $2",
+					   2, types);
+	SessmgrExecPlan(plan, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	SPI_finish();
+	SessmgrRestoreUser(&octx);
+	return found;
 }
 
 /*

@@ -159,6 +159,9 @@ extern bool SessmgrCheckRequest(const char *claims_json, const char *bearer,
 								int bearer_len, bool *has_session,
 								SessmgrSessionRow *row);
 
+/* refresh.c */
+extern bool SessmgrGenWasRetired(const pg_uuid_t *id, int64 gen);
+
 /* identity.c */
 extern void SessmgrIdentityInit(void);
 extern void SessmgrSetIdentity(const char *user_id, const pg_uuid_t *session_id);

@@ -3,7 +3,7 @@
 -- One event per issuance, revocation and cap eviction, written by the table's
 -- triggers in the same transaction, naming the role that called sessmgr.
 BEGIN;
-SELECT plan(30);
+SELECT plan(35);
 
 CREATE ROLE sessmgr_tap_ev_app NOLOGIN;
 GRANT USAGE ON SCHEMA sessmgr TO sessmgr_tap_ev_app;
@@ -68,7 +68,7 @@ SELECT is(sessmgr.revoke((SELECT session_id FROM tap_s WHERE k = 'i1'), 'sessmgr
     true, 'revoke() ends the session');
 SELECT is(sessmgr.revoke((SELECT session_id FROM tap_s WHERE k = 'i1'), 'sessmgr_tap_ev_u1', 'again'),
     false, 'revoke() of an ended session ends nothing');
-SELECT throws_ok($$SELECT sessmgr.revoke_any(gen_random_uuid())$$, '22023', 'invalid session id',
+SELECT throws_ok($$SELECT sessmgr.revoke(gen_random_uuid(), 'sessmgr_tap_ev_u1')$$, '22023', 'invalid session id',
     'revoke() of an unknown session fails');
 RESET ROLE;
 
@@ -223,6 +223,41 @@ SELECT results_eq(
              (SELECT revoked_at IS NULL FROM sessmgr.sessions WHERE user_id = 'sessmgr_tap_ev_u4')$$,
     $$VALUES ('issue', true)$$,
     'rolling back a revocation removes its event and the session is active again');
+
+
+------------------------------------------------------------------------------
+-- the actor is the role the client runs as, through SECURITY DEFINER
+-- wrappers (the sessmgr_api endpoints are such wrappers), and actor_user_id
+-- the user of the session it authenticated with
+------------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.definer_revoke_all(u text) RETURNS integer
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT sessmgr.revoke_all(u, NULL::uuid, 'logout_all'::text) $$;
+GRANT EXECUTE ON FUNCTION pg_temp.definer_revoke_all(text) TO sessmgr_tap_ev_app;
+INSERT INTO tap_s SELECT 'a1', session_id, token FROM sessmgr.issue('sessmgr_tap_ev_u5');
+INSERT INTO tap_s SELECT 'a2', session_id, token FROM sessmgr.issue('sessmgr_tap_ev_u5');
+SET LOCAL ROLE sessmgr_tap_ev_app;
+SELECT is(pg_temp.definer_revoke_all('sessmgr_tap_ev_u5'), 2, 'a SECURITY DEFINER wrapper ends the sessions');
+RESET ROLE;
+SELECT results_eq(
+    $$SELECT DISTINCT tap_ev.actor, e.actor_user_id FROM tap_ev JOIN sessmgr.session_events e USING (id)
+       WHERE tap_ev.user_id = 'sessmgr_tap_ev_u5' AND tap_ev.event = 'revoke'$$,
+    $$VALUES ('sessmgr_tap_ev_app'::text COLLATE "default", NULL::text)$$,
+    'their events name the calling role, not the wrapper''s owner, and no session user');
+
+INSERT INTO tap_s SELECT 'a3', session_id, token FROM sessmgr.issue('sessmgr_tap_ev_u6');
+INSERT INTO tap_s SELECT 'a4', session_id, token FROM sessmgr.issue('sessmgr_tap_ev_u6');
+SET LOCAL ROLE sessmgr_tap_ev_app;
+SELECT is(sessmgr.authenticate((SELECT token FROM tap_s WHERE k = 'a3')), 'sessmgr_tap_ev_u6',
+    'the app authenticates a request of u6');
+SELECT is(sessmgr.revoke((SELECT session_id FROM tap_s WHERE k = 'a4'), 'sessmgr_tap_ev_u6'), true,
+    'and ends u6''s other session');
+RESET ROLE;
+SELECT results_eq(
+    $$SELECT tap_ev.actor, e.actor_user_id FROM tap_ev JOIN sessmgr.session_events e USING (id)
+       WHERE tap_ev.session_id = (SELECT session_id FROM tap_s WHERE k = 'a4') AND tap_ev.event = 'revoke'$$,
+    $$VALUES ('sessmgr_tap_ev_app'::text COLLATE "default", 'sessmgr_tap_ev_u6'::text)$$,
+    'the event names the role and the authenticated user');
 
 SELECT * FROM finish();
 ROLLBACK;

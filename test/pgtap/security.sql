@@ -9,7 +9,7 @@
 -- other role can create in them, and they hold nothing that is not the
 -- extension's.  The scripts themselves are linted by test/check_scripts.sh.
 BEGIN;
-SELECT plan(15);
+SELECT plan(18);
 
 CREATE TEMP VIEW sec_ext AS
 SELECT e.oid, e.extnamespace FROM pg_extension e WHERE e.extname = 'sessmgr';
@@ -98,7 +98,7 @@ SELECT results_eq(
 SELECT results_eq(
     $$SELECT * FROM pg_temp.sec_untyped_null_calls($b$
         PERFORM sessmgr.set_session_cookie(NULL, NULL);
-        PERFORM sessmgr.revoke_any(sid, reason => NULL);
+        PERFORM sessmgr.revoke(sid, uid, reason => NULL);
         PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
         PERFORM sessmgr.session_response(s.id, s.token, 'x', now(), true)$b$) ORDER BY 1$$,
     $$VALUES ('sessmgr.revoke'), ('sessmgr.set_session_cookie')$$,
@@ -182,6 +182,46 @@ SELECT is_empty(
        WHERE t.typrelid = 0 AND t.typelem = 0
          AND t.oid NOT IN (SELECT objid FROM sec_members WHERE classid = 'pg_type'::regclass)$$,
     'its schemas hold no function, relation, operator or type that is not the extension''s');
+
+
+-- Owner mode: sessmgr's own statements run with the tables' owner's rights
+-- under search_path = pg_catalog, pg_temp, never the caller's.  A trigger an
+-- administrator adds to the audit table runs inside owner mode and sees it;
+-- a caller's schema that shadows pg_catalog's operators and functions and
+-- sessmgr's relation names changes nothing.
+CREATE SCHEMA sec_evil;
+CREATE FUNCTION sec_evil.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT 'epoch'::timestamptz $$;
+CREATE FUNCTION sec_evil.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS $$ SELECT 'epoch'::timestamptz $$;
+CREATE FUNCTION sec_evil.text_eq(text, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
+CREATE OPERATOR sec_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = sec_evil.text_eq);
+CREATE TABLE sec_evil.sessions (id uuid);
+CREATE TABLE sec_evil.session_events (id bigint);
+CREATE TEMP TABLE sec_seen (path text, role text);
+GRANT ALL ON sec_seen TO PUBLIC;
+CREATE FUNCTION sec_evil.record_path() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pg_temp.sec_seen VALUES (current_setting('search_path'), current_user);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER sec_record_path AFTER INSERT ON sessmgr.session_events
+    FOR EACH ROW EXECUTE FUNCTION sec_evil.record_path();
+SET LOCAL search_path = sec_evil, pg_catalog, public;
+CREATE TEMP TABLE sec_issued AS SELECT * FROM sessmgr.issue('sec_owner_mode');
+SELECT is(sessmgr.revoke((SELECT session_id FROM sec_issued), 'sec_owner_mode'), true,
+    'under a caller''s hostile search_path, issue and revoke work');
+RESET search_path;
+SELECT results_eq(
+    $$SELECT DISTINCT path, role FROM pg_temp.sec_seen$$,
+    $$VALUES ('pg_catalog, pg_temp', (SELECT r.rolname::text COLLATE "default" FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+                                       WHERE c.oid = 'sessmgr.sessions'::regclass))$$,
+    'statements run as the owner see search_path = pg_catalog, pg_temp, not the caller''s');
+SELECT results_eq(
+    $$SELECT event, occurred_at > now() - interval '1 minute' FROM sessmgr.session_events
+       WHERE user_id = 'sec_owner_mode' ORDER BY id$$,
+    $$VALUES ('issue', true), ('revoke', true)$$,
+    'the events were written with the real clock and operators');
+DROP TRIGGER sec_record_path ON sessmgr.session_events;
 
 SELECT * FROM finish();
 ROLLBACK;
