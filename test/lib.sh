@@ -9,6 +9,13 @@
 # sessmgr_cluster_start installs an EXIT trap (plus INT/TERM -> exit) that stops
 # every cluster it started and removes their temp dirs (KEEP_TMP=1 keeps them
 # when the script exits non-zero).
+#
+# The checkout may be unreadable for the postgres OS user (a root clone under
+# /root, any mode-700 directory): nothing run as postgres reads from it, and
+# the clusters live under a temp dir postgres can reach (sessmgr_tmp_base).
+# Every wait is bounded: pg_ctl waits SESSMGR_PG_CTL_TIMEOUT seconds (default
+# 120), and sessmgr_run_bounded gives a command a time limit and, when it runs
+# out, says what it waited for and what the shared cluster's backends were doing.
 
 if [[ -n "${_SESSMGR_LIB_LOADED:-}" ]]; then
 	return 0
@@ -60,6 +67,51 @@ sessmgr_as_pg() {
 	else
 		"$@"
 	fi
+}
+
+# Print the directory to make temp dirs in: $TMPDIR, or /tmp when we are root and
+# the postgres user cannot reach $TMPDIR (say TMPDIR=/root/tmp).
+sessmgr_tmp_base() {
+	local base="${TMPDIR:-/tmp}"
+	if [[ $EUID -eq 0 && "$base" != /tmp ]] &&
+		! (cd / && runuser -u postgres -- test -x "$base" -a -w "$base") 2>/dev/null; then
+		sessmgr_log "TMPDIR $base is not usable by the postgres user: temp dirs go to /tmp" >&2
+		base=/tmp
+	fi
+	printf '%s\n' "$base"
+}
+
+# Run a command with a time limit: sessmgr_run_bounded SECONDS WHAT COMMAND...
+# Its status is the command's; when the limit runs out the command (and all it
+# started) is stopped, a line says "gave up after N s waiting for WHAT", the
+# shared cluster's busy backends are listed (query, wait event, blocking pids)
+# and then terminated so that later suites are not stuck behind them; status 124.
+sessmgr_run_bounded() {
+	local limit="$1" what="$2" rc=0
+	shift 2
+	timeout --kill-after=15 "$limit" "$@" || rc=$?
+	if [[ $rc -ne 124 && $rc -ne 137 ]]; then
+		return "$rc"
+	fi
+	sessmgr_err "gave up after $limit s waiting for $what (command: $*)"
+	if [[ -n "${SESSMGR_TMP:-}" && -n "${PGHOST:-}" ]]; then
+		echo "--- backends of the shared cluster still busy when the time ran out ---" >&2
+		"$PG_BIN/psql" -X -q -d postgres -P pager=off -c "
+			SELECT pid, datname, application_name AS app, state,
+			       wait_event_type || ':' || wait_event AS waiting_on,
+			       pg_blocking_pids(pid) AS blocked_by,
+			       round(extract(epoch FROM clock_timestamp() - query_start)) AS secs,
+			       left(regexp_replace(query, '\s+', ' ', 'g'), 200) AS query
+			  FROM pg_stat_activity
+			 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+			   AND state <> 'idle'
+			 ORDER BY query_start" >&2 2>&1 || true
+		"$PG_BIN/psql" -X -q -At -d postgres -c "
+			SELECT count(pg_terminate_backend(pid)) || ' backends terminated'
+			  FROM pg_stat_activity
+			 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" >&2 2>&1 || true
+	fi
+	return 124
 }
 
 # Install the missing packages of SESSMGR_PACKAGES (apt-get update only if something is missing).
@@ -118,8 +170,8 @@ _sessmgr_free_port() {
 
 # Start a throwaway cluster; arguments are extra postgresql.conf lines. Exports PGHOST PGPORT PGUSER PGDATABASE SESSMGR_TMP.
 sessmgr_cluster_start() {
-	local dir port attempt
-	dir="$(mktemp -d "${TMPDIR:-/tmp}/sessmgr.XXXXXX")"
+	local dir port attempt pg_ctl_timeout="${SESSMGR_PG_CTL_TIMEOUT:-120}"
+	dir="$(mktemp -d "$(sessmgr_tmp_base)/sessmgr.XXXXXX")"
 	_SESSMGR_DIRS+=("$dir")
 	if [[ -z "$_SESSMGR_TRAP_SET" ]]; then
 		trap _sessmgr_on_exit EXIT
@@ -160,8 +212,8 @@ sessmgr_cluster_start() {
 
 	# Another process may grab the port between the probe and the bind: retry.
 	for ((attempt = 1; ; attempt++)); do
-		if sessmgr_as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -s start \
-			>>"$dir/pg_ctl.log" 2>&1; then
+		if sessmgr_as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+			-t "$pg_ctl_timeout" -s start >>"$dir/pg_ctl.log" 2>&1; then
 			break
 		fi
 		if ((attempt < 5)) && grep -q 'could not bind\|could not create any TCP/IP sockets' \
@@ -170,7 +222,8 @@ sessmgr_cluster_start() {
 			sed -i "s/^port = [0-9]*\$/port = $port/" "$dir/data/postgresql.conf"
 			continue
 		fi
-		sessmgr_err "cluster failed to start:"
+		sessmgr_err "cluster in $dir did not start (pg_ctl waits up to $pg_ctl_timeout s" \
+			"for it to accept connections; SESSMGR_PG_CTL_TIMEOUT):"
 		cat "$dir/pg_ctl.log" >&2
 		tail -n 30 "$dir/server.log" >&2 2>/dev/null || true
 		return 1
@@ -193,8 +246,14 @@ sessmgr_cluster_stop() {
 		fi
 	fi
 	if [[ -f "$dir/data/postmaster.pid" ]]; then
-		SESSMGR_TMP="$dir" sessmgr_as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -s stop \
-			>/dev/null 2>&1 || sessmgr_err "could not stop the cluster in $dir"
+		local out timeout="${SESSMGR_PG_CTL_TIMEOUT:-120}"
+		if ! out="$(SESSMGR_TMP="$dir" sessmgr_as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast \
+			-w -t "$timeout" -s stop 2>&1)"; then
+			sessmgr_err "the cluster in $dir did not stop within $timeout s (pg_ctl -m fast):" \
+				"${out:-no output}; stopping it with -m immediate"
+			SESSMGR_TMP="$dir" sessmgr_as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate \
+				-w -t "$timeout" -s stop >&2 2>&1 || sessmgr_err "could not stop the cluster in $dir"
+		fi
 	fi
 	if [[ $keep -eq 1 ]]; then
 		sessmgr_log "cluster: stopped, kept $dir (KEEP_TMP=1)" >&2

@@ -42,7 +42,7 @@ RR_OPTIONS='-c default_transaction_isolation=repeatable\ read'
 
 started=$SECONDS
 
-psql_maint -c "CREATE DATABASE $DB"
+storm_create_db
 psql_storm <<SQL
 CREATE EXTENSION sessmgr;
 ALTER DATABASE $DB SET sessmgr.max_sessions = $CAP;

@@ -58,7 +58,7 @@ check_pgbench() {
 }
 
 started=$SECONDS
-psql_maint -c "CREATE DATABASE $DB"
+storm_create_db
 psql_storm <<SQL
 CREATE EXTENSION sessmgr;
 ALTER DATABASE $DB SET sessmgr.retention = 0;

@@ -171,11 +171,15 @@ is($standby->safe_psql('postgres', qq{
 
 # --- the replay window -------------------------------------------------------
 
+# A connection whose statements give up on a lock after 60 s and on anything
+# else after PG_TEST_TIMEOUT_DEFAULT, with an error naming the statement.
 sub dbh
 {
 	my ($node) = @_;
-	return DBI->connect('dbi:Pg:dbname=postgres;host=' . $node->host . ';port=' . $node->port,
-		'', '', { AutoCommit => 1, RaiseError => 1, PrintError => 0 });
+	my $limit = $PostgreSQL::Test::Utils::timeout_default;
+	return DBI->connect('dbi:Pg:dbname=postgres;host=' . $node->host . ';port=' . $node->port
+		  . ";options='-c lock_timeout=60s -c statement_timeout=${limit}s'",
+		'', '', { AutoCommit => 1, RaiseError => 1, PrintError => 0, ShowErrorStatement => 1 });
 }
 
 my $pdb = dbh($primary);

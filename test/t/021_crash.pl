@@ -125,7 +125,12 @@ sub finish_storm
 	my ($label, $runs, $out) = @_;
 	for my $h (@$runs)
 	{
-		eval { $h->finish; 1 } or do { $h->kill_kill; };
+		# IPC::Run::timeout(120) bounds each pgbench from its start
+		eval { $h->finish; 1 } or do {
+			diag("$label: a pgbench of the storm had not ended 120 s after it started"
+				  . " (the crash should have ended it): $@; killing it");
+			$h->kill_kill;
+		};
 	}
 	for my $k (sort keys %$out)
 	{
@@ -338,6 +343,25 @@ sub check_invariants
 # issue events stay (event retention) when cleanup removes the sessions
 my $issued_sql = q{SELECT count(*) FROM sessmgr.session_events WHERE event = 'issue'};
 
+# Wait for a forked child to exit, at most $secs seconds; then kill it and die
+# naming $what.
+sub wait_for_child
+{
+	my ($pid, $secs, $what) = @_;
+	my $deadline = time + $secs;
+	while (waitpid($pid, POSIX::WNOHANG()) == 0)
+	{
+		if (time > $deadline)
+		{
+			kill 'KILL', $pid;
+			waitpid($pid, 0);
+			die "gave up after $secs s waiting for $what";
+		}
+		sleep 0.1;
+	}
+	return;
+}
+
 sub storm_then
 {
 	my ($label, $crash) = @_;
@@ -347,7 +371,7 @@ sub storm_then
 	my $client = start_client("client-$label-", $log);
 	sleep $STORM_SECONDS;
 	$crash->();
-	waitpid($client, 0);
+	wait_for_child($client, 60, "$label: the logging client to stop after the crash");
 	finish_storm($label, $runs, $out);
 	return ($log, $before);
 }

@@ -210,11 +210,33 @@ for my $k (1 .. $CLIENTS)
 	}
 	push @children, $pid;
 }
+# Wait for the clients, at most PG_TEST_TIMEOUT_DEFAULT seconds in all; a
+# client still running then is killed and named.
 my $exits = 0;
-for my $pid (@children)
+my %running = map { $_ => 1 } @children;
+my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+while (%running)
 {
-	waitpid($pid, 0);
-	$exits++ if $? != 0;
+	for my $pid (keys %running)
+	{
+		my $done = waitpid($pid, POSIX::WNOHANG());
+		next if $done == 0;
+		delete $running{$pid};
+		$exits++ if $? != 0;
+	}
+	last unless %running;
+	if (time > $deadline)
+	{
+		my %client = map { $children[$_] => $_ + 1 } 0 .. $#children;
+		my @late = sort { $a <=> $b } map { $client{$_} } keys %running;
+		diag("gave up after $PostgreSQL::Test::Utils::timeout_default s waiting for clients @late"
+			  . " to finish their $TX_PER_CLIENT transactions through pgbouncer; killing them");
+		kill 'KILL', keys %running;
+		waitpid($_, 0) for keys %running;
+		$exits += keys %running;
+		last;
+	}
+	select undef, undef, undef, 0.1;
 }
 is($exits, 0, "all $CLIENTS clients ran to the end");
 
@@ -273,6 +295,10 @@ cmp_ok($leak_chances, '>=', 100,
 # --- stop pgbouncer ---------------------------------------------------------------------
 
 $bouncer->signal('INT');
-ok(eval { $bouncer->finish; 1 } || do { $bouncer->kill_kill; 0 }, 'pgbouncer stopped');
+ok(eval { $bouncer->finish; 1 } || do {
+		diag("pgbouncer did not stop on SIGINT before its 300 s limit: $@; killing it");
+		$bouncer->kill_kill;
+		0;
+	}, 'pgbouncer stopped');
 $node->stop;
 done_testing();
