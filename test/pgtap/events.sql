@@ -10,6 +10,7 @@ GRANT USAGE ON SCHEMA sessmgr TO sessmgr_tap_ev_app;
 GRANT EXECUTE ON FUNCTION
     sessmgr.issue(text, text, text, inet, text, boolean, jsonb),
     sessmgr.validate(text),
+    sessmgr.authenticate(text),
     sessmgr.revoke(uuid, text, text),
     sessmgr.revoke_all(text, uuid, text)
   TO sessmgr_tap_ev_app;
