@@ -20,7 +20,7 @@ CLIENTS=50
 ROUNDS=3
 started=$SECONDS
 
-psql_maint -c "CREATE DATABASE $DB"
+storm_create_db
 psql_storm <<SQL
 CREATE EXTENSION sessmgr;
 -- the storm must fit in the grace window whatever the machine's load
