@@ -91,7 +91,8 @@ my $claims = decode_base64url((split /\./, $jwt)[1]);
 $claims =~ s/'/''/g;
 ($rc, $out, $err) = on_standby(qq{
 	BEGIN READ ONLY;
-	SELECT set_config('request.jwt.claims', '$claims', true) IS NOT NULL;
+	SELECT set_config('request.jwt.claims', '$claims', true) IS NOT NULL
+	   AND set_config('request.headers', '{"authorization": "Bearer $jwt"}', true) IS NOT NULL;
 	SELECT sessmgr_api.pre_request();
 	SELECT sessmgr.current_user_id(), sessmgr.current_session_id();
 	COMMIT;});
@@ -132,7 +133,7 @@ isnt($primary->safe_psql('postgres', sprintf($last_active_sql, $ctl_sid)), $ctl_
 
 # --- revocation on the primary, seen on the standby ------------------------
 
-$primary->safe_psql('postgres', "SELECT sessmgr.revoke('$sid')");
+$primary->safe_psql('postgres', "SELECT sessmgr.revoke_any('$sid')");
 $primary->wait_for_catchup($standby, 'replay');
 is($standby->safe_psql('postgres', "SELECT count(*) FROM sessmgr.validate('$token')"),
 	'0', 'a revocation replayed on the standby invalidates the token there');
@@ -140,7 +141,8 @@ is($standby->safe_psql('postgres', "SELECT sessmgr.verify_access_token('$jwt') I
 	't', 'and its access token');
 ($rc, $out, $err) = on_standby(qq{
 	BEGIN READ ONLY;
-	SELECT set_config('request.jwt.claims', '$claims', true) IS NOT NULL;
+	SELECT set_config('request.jwt.claims', '$claims', true) IS NOT NULL
+	   AND set_config('request.headers', '{"authorization": "Bearer $jwt"}', true) IS NOT NULL;
 	SELECT sessmgr_api.pre_request();
 	COMMIT;});
 like($err, qr/session has ended/, 'and the pre-request check rejects it');
@@ -185,7 +187,7 @@ sub dbh
 my $pdb = dbh($primary);
 my $sdb = dbh($standby);
 my $rounds = $pdb->selectall_arrayref('SELECT session_id, token FROM rounds ORDER BY i');
-my $revoke = $pdb->prepare('SELECT sessmgr.revoke($1)');
+my $revoke = $pdb->prepare('SELECT sessmgr.revoke_any($1)');
 my $check = $sdb->prepare('SELECT count(*) FROM sessmgr.validate($1)');
 
 sub valid_on_standby

@@ -55,7 +55,8 @@ for my $k (1 .. $CLIENTS)
 	my ($sid, $token, $jwt) = split /\|/, $node->safe_psql('postgres',
 		"SELECT session_id, token, access_token FROM sessmgr.issue('user$k', 'client $k')");
 	$cred{$k} = { user => "user$k", sid => $sid, token => $token,
-		claims => decode_base64url((split /\./, $jwt)[1]) };
+		claims => decode_base64url((split /\./, $jwt)[1]),
+		headers => qq({"authorization": "Bearer $jwt"}) };
 }
 
 # --- pgbouncer --------------------------------------------------------------------
@@ -167,7 +168,8 @@ sub run_client
 			($ord, $pid) = $dbh->selectrow_array($order);
 			$dbh->selectrow_array(q{
 				SELECT set_config('role', 'authenticated', true),
-				       set_config('request.jwt.claims', ?, true)}, undef, $c->{claims});
+				       set_config('request.jwt.claims', ?, true),
+				       set_config('request.headers', ?, true)}, undef, $c->{claims}, $c->{headers});
 			$dbh->selectrow_array('SELECT sessmgr_api.pre_request()');
 			@got = $dbh->selectrow_array(q{
 				SELECT sessmgr.current_user_id(), sessmgr.current_session_id(), current_user});

@@ -332,6 +332,7 @@ SELECT sessmgr.retire_signing_key(:'kid');
 SELECT sessmgr.verify_access_token(:'a3');
 BEGIN;
 SELECT pg_catalog.set_config('request.jwt.claims', sessmgr.verify_access_token(:'a3')::text, true);
+SELECT pg_catalog.set_config('request.headers', pg_catalog.json_build_object('authorization', 'Bearer ' OPERATOR(pg_catalog.||) :'a3')::text, true);
 SELECT sessmgr_api.pre_request();
 SELECT * FROM sessmgr_api.my_sessions();
 SELECT sessmgr_api.revoke_other_sessions();

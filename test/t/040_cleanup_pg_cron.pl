@@ -207,6 +207,34 @@ $node->safe_psql('app',
 like(jobs(), qr/^sessmgr_cleanup_app app 1 1 \* \* \* /m,
 	'a job scheduled after a DROP EXTENSION in the same transaction stays');
 
+# -- a pg_cron call that cannot finish does not hang DROP EXTENSION -----------
+
+# The removal from another database is made at commit by a background worker.
+# With cron.job locked in the pg_cron database, the worker's call gives up
+# after its statement timeout (10 s) and the DROP commits with a warning,
+# instead of waiting at pre-commit for as long as the lock is held.
+$node->safe_psql('app', q{SELECT sessmgr.schedule_cleanup('2 2 * * *')});
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE cron.job IN ACCESS EXCLUSIVE MODE;');
+{
+	my ($stdout, $stderr);
+	my $started = time;
+	my $rc = $node->psql('app', 'DROP EXTENSION sessmgr',
+		stdout => \$stdout, stderr => \$stderr,
+		timeout => $PostgreSQL::Test::Utils::timeout_default);
+	is($rc, 0, 'DROP EXTENSION commits while cron.job is locked in the pg_cron database');
+	like($stderr, qr/WARNING:  could not unschedule the sessmgr cleanup job "sessmgr_cleanup_app"/,
+		'... with a warning that the job could not be removed');
+	like($stderr, qr/statement timeout|timed out/, '... because the call timed out')
+	  or diag("took " . (time - $started) . " s");
+}
+$locker->query_safe('ROLLBACK;');
+$locker->quit;
+like(jobs(), qr/^sessmgr_cleanup_app /m, 'the job is still there, as the warning said');
+$node->safe_psql('postgres',
+	q{SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'sessmgr_cleanup_app'});
+$node->safe_psql('app', 'CREATE EXTENSION sessmgr');
+
 # -- pg_cron missing where it must be --------------------------------------
 
 $node->safe_psql('postgres', 'DROP EXTENSION pg_cron');
