@@ -70,6 +70,7 @@ CREATE TABLE bench.tokens (
     token_gen  bigint      NOT NULL,
     expires_at timestamptz NOT NULL,
     claims     text        NOT NULL,     -- what PostgREST puts in request.jwt.claims
+    headers    text        NOT NULL,     -- and in request.headers, with the access token
     jwt        text                      -- an access token (the JWT measurements only)
 );
 

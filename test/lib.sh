@@ -34,7 +34,7 @@ export PG_CONFIG="$PG_BIN/pg_config"
 SESSMGR_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libdbd-pg-perl libcrypt-jwt-perl
-	pgbouncer make gcc
+	pgbouncer make gcc curl
 )
 
 _SESSMGR_DIRS=()         # temp dirs of the clusters started by this shell
