@@ -454,6 +454,15 @@ REVOKE ALL ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, json
                        sessmgr.revoke_all(text, uuid, text) FROM sessmgr_regress_copier;
 DROP ROLE sessmgr_regress_copier;
 
+-- a column renamed (or dropped) by hand: the triggers refuse to read it by a
+-- bad column number
+BEGIN;
+ALTER TABLE sessmgr.sessions RENAME COLUMN ip TO ip_renamed;
+SELECT sqlstate_of($$INSERT INTO sessmgr.sessions (id, token_hash, expires_at, idle_timeout, user_id)
+                     VALUES (gen_random_uuid(), sha256('x'::bytea), now() + interval '1 day',
+                             interval '1 hour', 'hostile-dropped')$$) AS dropped_column;
+ROLLBACK;
+
 -- the extension's tables are all still there
 SELECT c.relname
   FROM pg_class c
