@@ -19,7 +19,7 @@ SHLIB_LINK += -lcrypto
 
 # -Wextra's unused-parameter fires on every PG_FUNCTION_ARGS and in the server
 # headers; everything else it reports is fixed, not silenced.
-PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter
+PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -DSESSMGR_VERSION='"$(EXTVERSION)"'
 
 # pg_regress suites live in sql/ and expected/; isolation specs in test/isolation
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))

@@ -139,3 +139,145 @@ BEGIN
     PERFORM sessmgr.set_session_cookie(NULL::text, NULL::timestamptz);
 END
 $$;
+
+/*
+ * The rule of a live session, the one place it is written in SQL (its C
+ * twin is SessmgrSessionIsLive in src/session.c): not revoked, within its
+ * absolute lifetime, and active within its idle timeout, at time at_time.
+ * The planner inlines it, so a query that uses it still matches
+ * sessions_user_active_idx.  A pure predicate on its arguments, executable
+ * by everyone, so that the views that use it work for whoever may read them.
+ */
+CREATE FUNCTION sessmgr.session_is_live(revoked_at timestamptz, expires_at timestamptz,
+                                        last_active_at timestamptz, idle_timeout interval,
+                                        at_time timestamptz)
+RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN revoked_at IS NULL
+       AND expires_at OPERATOR(pg_catalog.>) at_time
+       AND last_active_at OPERATOR(pg_catalog.+) idle_timeout OPERATOR(pg_catalog.>) at_time;
+
+COMMENT ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) IS
+    'Whether a session with these columns is live at at_time: not revoked, not expired, not idle.';
+
+REVOKE ALL ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) TO PUBLIC;
+
+-- the view and stats() judge liveness with it (same columns, same results)
+CREATE OR REPLACE VIEW sessmgr.active_sessions AS
+SELECT s.id,
+       s.user_id,
+       s.device_name,
+       s.user_agent,
+       s.ip,
+       s.location,
+       s.metadata,
+       s.remember AS is_remembered,
+       s.created_at,
+       s.last_active_at,
+       s.expires_at
+  FROM sessmgr.sessions s
+ WHERE sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
+                               s.idle_timeout, pg_catalog.now());
+
+CREATE OR REPLACE FUNCTION sessmgr.stats(
+    OUT active_sessions                  bigint,
+    OUT users_with_active_sessions       bigint,
+    OUT max_sessions_per_user            bigint,
+    OUT p50_sessions_per_user            double precision,
+    OUT p95_sessions_per_user            double precision,
+    OUT oldest_active_session_created_at timestamptz,
+    OUT ended_last_24h                   jsonb,
+    OUT sessions_rows                    bigint,
+    OUT sessions_awaiting_cleanup        bigint,
+    OUT sessions_table_bytes             bigint,
+    OUT sessions_index_bytes             bigint,
+    OUT sessions_dead_tuples             bigint,
+    OUT events_table_bytes               bigint,
+    OUT events_index_bytes               bigint,
+    OUT events_dead_tuples               bigint,
+    OUT owners_table_bytes               bigint,
+    OUT owners_dead_tuples               bigint,
+    OUT last_cleanup_started_at          timestamptz,
+    OUT last_cleanup_finished_at         timestamptz,
+    OUT last_cleanup_sessions_removed    bigint,
+    OUT last_cleanup_events_removed      bigint,
+    OUT last_cleanup_owners_removed      bigint,
+    OUT notification_queue_usage         double precision)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retention interval;
+BEGIN
+    -- the sessmgr.* settings exist once the library is loaded in this backend
+    PERFORM sessmgr.current_session_id();
+    SELECT make_interval(secs => s.setting::double precision) INTO retention
+      FROM pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'sessmgr.retention';
+
+    WITH s AS (
+        SELECT x.user_id, x.created_at, x.revoked_at, x.revoke_reason, x.expires_at,
+               x.last_active_at OPERATOR(pg_catalog.+) x.idle_timeout AS idle_end,
+               sessmgr.session_is_live(x.revoked_at, x.expires_at, x.last_active_at,
+                                       x.idle_timeout, now()) AS live
+          FROM sessmgr.sessions x
+    ), judged AS (
+        SELECT s.*,
+               least(s.revoked_at, s.expires_at, s.idle_end) AS ended_at,
+               CASE WHEN s.revoked_at IS NOT NULL
+                         AND s.revoked_at OPERATOR(pg_catalog.<=) least(s.expires_at, s.idle_end)
+                    THEN 'revoked'
+                    WHEN s.idle_end OPERATOR(pg_catalog.<) s.expires_at THEN 'idle_timeout'
+                    ELSE 'absolute_timeout' END AS how
+          FROM s
+    ), per_user AS (
+        SELECT j.user_id, count(*) AS n FROM judged j WHERE j.live GROUP BY j.user_id
+    ), ended AS (
+        SELECT j.how, j.revoke_reason, count(*) AS n
+          FROM judged j
+         WHERE NOT j.live
+           AND j.ended_at OPERATOR(pg_catalog.>) (now() OPERATOR(pg_catalog.-) interval '24 hours')
+         GROUP BY j.how, j.revoke_reason
+    )
+    SELECT (SELECT count(*) FROM judged j WHERE j.live),
+           (SELECT count(*) FROM per_user),
+           (SELECT max(p.n) FROM per_user p),
+           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY p.n) FROM per_user p),
+           (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY p.n) FROM per_user p),
+           (SELECT min(j.created_at) FROM judged j WHERE j.live),
+           (SELECT jsonb_build_object(
+                'revoked', coalesce((SELECT jsonb_object_agg(e.revoke_reason, e.n)
+                                       FROM ended e WHERE e.how OPERATOR(pg_catalog.=) 'revoked'),
+                                    '{}'::jsonb),
+                'idle_timeout', coalesce((SELECT sum(e.n) FROM ended e
+                                           WHERE e.how OPERATOR(pg_catalog.=) 'idle_timeout'), 0),
+                'absolute_timeout', coalesce((SELECT sum(e.n) FROM ended e
+                                               WHERE e.how OPERATOR(pg_catalog.=) 'absolute_timeout'), 0))),
+           (SELECT count(*) FROM judged),
+           (SELECT count(*) FROM judged j
+             WHERE j.ended_at OPERATOR(pg_catalog.<) (now() OPERATOR(pg_catalog.-) retention))
+      INTO active_sessions, users_with_active_sessions, max_sessions_per_user,
+           p50_sessions_per_user, p95_sessions_per_user, oldest_active_session_created_at,
+           ended_last_24h, sessions_rows, sessions_awaiting_cleanup;
+
+    sessions_table_bytes := pg_table_size('sessmgr.sessions');
+    sessions_index_bytes := pg_indexes_size('sessmgr.sessions');
+    sessions_dead_tuples := pg_stat_get_dead_tuples('sessmgr.sessions'::regclass);
+    events_table_bytes := pg_table_size('sessmgr.session_events');
+    events_index_bytes := pg_indexes_size('sessmgr.session_events');
+    events_dead_tuples := pg_stat_get_dead_tuples('sessmgr.session_events'::regclass);
+    owners_table_bytes := pg_table_size('sessmgr.session_owners');
+    owners_dead_tuples := pg_stat_get_dead_tuples('sessmgr.session_owners'::regclass);
+
+    -- the last run that finished: a run that failed never does
+    SELECT r.started_at, r.finished_at, r.sessions_removed, r.events_removed, r.owners_removed
+      INTO last_cleanup_started_at, last_cleanup_finished_at, last_cleanup_sessions_removed,
+           last_cleanup_events_removed, last_cleanup_owners_removed
+      FROM sessmgr.cleanup_runs r
+     WHERE r.finished_at IS NOT NULL
+     ORDER BY r.finished_at DESC
+     LIMIT 1;
+
+    notification_queue_usage := pg_notification_queue_usage();
+END
+$$;

@@ -257,6 +257,26 @@ COMMENT ON FUNCTION sessmgr.revoke_all(text, uuid, text) IS
     'End every active session of a user, optionally but one; returns how many.';
 
 /*
+ * The rule of a live session, the one place it is written in SQL (its C
+ * twin is SessmgrSessionIsLive in src/session.c): not revoked, within its
+ * absolute lifetime, and active within its idle timeout, at time at_time.
+ * The planner inlines it, so a query that uses it still matches
+ * sessions_user_active_idx.  A pure predicate on its arguments, executable
+ * by everyone, so that the views that use it work for whoever may read them.
+ */
+CREATE FUNCTION sessmgr.session_is_live(revoked_at timestamptz, expires_at timestamptz,
+                                        last_active_at timestamptz, idle_timeout interval,
+                                        at_time timestamptz)
+RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN revoked_at IS NULL
+       AND expires_at OPERATOR(pg_catalog.>) at_time
+       AND last_active_at OPERATOR(pg_catalog.+) idle_timeout OPERATOR(pg_catalog.>) at_time;
+
+COMMENT ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) IS
+    'Whether a session with these columns is live at at_time: not revoked, not expired, not idle.';
+
+/*
  * Every user's active sessions, for administrators.  A view runs with its
  * owner's rights, so SELECT on it does not give access to sessions itself,
  * and it leaves out the token hashes.
@@ -274,10 +294,8 @@ SELECT s.id,
        s.last_active_at,
        s.expires_at
   FROM sessmgr.sessions s
- WHERE s.revoked_at IS NULL
-   AND s.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()
-   AND s.last_active_at OPERATOR(pg_catalog.+) s.idle_timeout
-       OPERATOR(pg_catalog.>) pg_catalog.now();
+ WHERE sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
+                               s.idle_timeout, pg_catalog.now());
 
 COMMENT ON VIEW sessmgr.active_sessions IS
     'Every user''s active sessions (no token hashes), for administrators.';
@@ -413,13 +431,12 @@ BEGIN
 
     WITH s AS (
         SELECT x.user_id, x.created_at, x.revoked_at, x.revoke_reason, x.expires_at,
-               x.last_active_at OPERATOR(pg_catalog.+) x.idle_timeout AS idle_end
+               x.last_active_at OPERATOR(pg_catalog.+) x.idle_timeout AS idle_end,
+               sessmgr.session_is_live(x.revoked_at, x.expires_at, x.last_active_at,
+                                       x.idle_timeout, now()) AS live
           FROM sessmgr.sessions x
     ), judged AS (
         SELECT s.*,
-               (s.revoked_at IS NULL
-                AND s.expires_at OPERATOR(pg_catalog.>) now()
-                AND s.idle_end OPERATOR(pg_catalog.>) now()) AS live,
                least(s.revoked_at, s.expires_at, s.idle_end) AS ended_at,
                CASE WHEN s.revoked_at IS NOT NULL
                          AND s.revoked_at OPERATOR(pg_catalog.<=) least(s.expires_at, s.idle_end)
@@ -911,3 +928,6 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA sessmgr FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sessmgr FROM PUBLIC;
 REVOKE ALL ON ALL PROCEDURES IN SCHEMA sessmgr FROM PUBLIC;
 REVOKE ALL ON SCHEMA sessmgr FROM PUBLIC;
+
+-- the one exception: a pure predicate the views call for whoever reads them
+GRANT EXECUTE ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) TO PUBLIC;

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  Where the extension's tables are, and acting as their owner.
+ *	  Where the extension's tables are, acting as their owner, and running
+ *	  sessmgr's own statements.
  *
  * The OIDs and attribute numbers of sessmgr.sessions are looked up once per
  * backend and forgotten on any relcache invalidation of the table or its
@@ -18,22 +19,21 @@
  */
 #include "postgres.h"
 
-#include "access/detoast.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/xact.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
-#include "nodes/plannodes.h"
-#include "tcop/pquery.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/guc.h"
-#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "sessmgr.h"
@@ -56,6 +56,49 @@ void
 SessmgrCatalogInit(void)
 {
 	CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
+}
+
+/*
+ * The library and the extension's SQL must be of one version: the C code
+ * expects the tables of its own version.  Between "make install" of a new
+ * library and ALTER EXTENSION sessmgr UPDATE, every call says so instead of
+ * failing on a missing column.  The install and update scripts themselves
+ * run before the version is recorded, so they are let through.
+ */
+static void
+check_extension_version(Oid extoid)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	if (creating_extension)
+		return;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = text_to_cstring(DatumGetTextPP(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (version != NULL && strcmp(version, SESSMGR_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("sessmgr library version %s does not match the installed extension version %s",
+						SESSMGR_VERSION, version),
+				 errhint("Run ALTER EXTENSION sessmgr UPDATE.")));
 }
 
 static AttrNumber
@@ -92,6 +135,7 @@ SessmgrGetCatalog(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"sessmgr\" is not installed in this database")));
+	check_extension_version(extoid);
 
 	nsp = get_namespace_oid("sessmgr", false);	/* the control file fixes it */
 	relid = get_relname_relid("sessions", nsp);
@@ -137,7 +181,8 @@ SessmgrGetCatalog(void)
 }
 
 /*
- * Act as the owner of the extension's tables until SessmgrRestoreUser.
+ * Owner mode: act as the owner of the extension's tables until
+ * SessmgrLeaveOwnerMode.
  *
  * Like amcheck, the owner's statements run with settings of their own, not
  * the caller's: search_path is pinned to pg_catalog, pg_temp for the
@@ -147,7 +192,7 @@ SessmgrGetCatalog(void)
  * here: (sub)transaction abort restores the user id and the settings.
  */
 void
-SessmgrBecomeOwner(SessmgrOwnerContext *ctx)
+SessmgrEnterOwnerMode(SessmgrOwnerContext *ctx)
 {
 	const SessmgrCatalog *cat = SessmgrGetCatalog();
 
@@ -163,10 +208,26 @@ SessmgrBecomeOwner(SessmgrOwnerContext *ctx)
 }
 
 void
-SessmgrRestoreUser(SessmgrOwnerContext *ctx)
+SessmgrLeaveOwnerMode(SessmgrOwnerContext *ctx)
 {
 	AtEOXact_GUC(true, ctx->save_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/* Owner mode with SPI connected: the frame of every owner's statement. */
+void
+SessmgrOwnerBegin(SessmgrOwnerContext *ctx)
+{
+	SessmgrEnterOwnerMode(ctx);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+SessmgrOwnerEnd(SessmgrOwnerContext *ctx)
+{
+	SPI_finish();
+	SessmgrLeaveOwnerMode(ctx);
 }
 
 /*
@@ -182,175 +243,45 @@ SessmgrActor(void)
 }
 
 /*
- * Prepare a statement once per backend and keep the plan.  Must be called
- * inside SPI_connect.
+ * Run one of sessmgr's fixed statements inside SPI: prepared on first use
+ * and kept in *plan for the backend, then executed with values and nulls
+ * (SPI's ' '/'n' convention, NULL for none).  Anything but the expected
+ * SPI result is an internal error.  Returns the number of rows processed;
+ * the rows are in SPI_tuptable.
  */
-SPIPlanPtr
-SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+uint64
+SessmgrRun(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *argtypes,
+		   Datum *values, const char *nulls, int expected)
 {
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	int			rc;
 
-		if (plan == NULL)
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, (Oid *) argtypes);
+
+		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
 				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
+		if (SPI_keepplan(p) != 0)
 			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
+		*plan = p;
 	}
-	return *cache;
-}
-
-/*
- * Lock a user's row in sessmgr.session_owners: the first lock any change to
- * the user's sessions takes (see the lock order in triggers.c).  values are
- * the user id and the current time.
- *
- * - USER_LOCK_SHARE: an activity touch; touches of one user's sessions do
- *   not wait for each other.
- * - USER_LOCK_EXCLUSIVE: a refresh, which may go on to revoke (reuse): it
- *   takes the strongest lock it may need first, so that it never upgrades
- *   a share lock while holding a session row (two refreshes of one token
- *   would deadlock).
- * - USER_LOCK_REVOKE: a revocation updates the row, so that an issuer whose
- *   snapshot predates it fails instead of counting a revoked session.
- *
- * Call inside SPI, as the owner.
- */
-void
-SessmgrLockUserRow(Datum *values, SessmgrUserLock mode)
-{
-	static SPIPlanPtr plans[3] = {NULL, NULL, NULL};
-	static const char *const sql[3] = {
-		[USER_LOCK_SHARE] =
-		"SELECT 1 FROM sessmgr.session_owners"
-		" WHERE user_id OPERATOR(pg_catalog.=) $1"
-		"   FOR SHARE",
-		[USER_LOCK_EXCLUSIVE] =
-		"SELECT 1 FROM sessmgr.session_owners"
-		" WHERE user_id OPERATOR(pg_catalog.=) $1"
-		"   FOR NO KEY UPDATE",
-		[USER_LOCK_REVOKE] =
-		"UPDATE sessmgr.session_owners"
-		"   SET last_revoked_at = $2"
-		" WHERE user_id OPERATOR(pg_catalog.=) $1",
-	};
-	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
-
-	SessmgrPreparePlan(&plans[mode], sql[mode], mode == USER_LOCK_REVOKE ? 2 : 1, types);
-	SessmgrExecPlan(plans[mode], values, NULL,
-					mode == USER_LOCK_REVOKE ? SPI_OK_UPDATE : SPI_OK_SELECT);
-}
-
-/* Run a prepared statement; elog on an SPI failure, which cannot happen. */
-void
-SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
+	rc = SPI_execute_plan(*plan, values, nulls, false, 0);
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
+	return SPI_processed;
 }
 
-/*
- * Whether rows are arriving in rel through COPY FROM rel: a restore of a
- * dump (pg_restore and plain pg_dump scripts load the extension's tables
- * with COPY) or the owner's bulk load; only the table's owner may COPY into
- * it.  Such rows are history, not new sessions: the cap and the audit trail
- * leave them alone, and the dump's own session_owners and session_events
- * rows arrive the same way.  Nothing else counts: a COPY ... TO of a query
- * that calls sessmgr (COPY (SELECT * FROM sessmgr.issue(...)) TO STDOUT), or
- * a COPY into another table whose trigger does, obeys the cap and is
- * audited like any other call.
- */
-bool
-SessmgrLoadingByCopy(Relation rel)
+/* SessmgrRun for one statement on its own: owner mode, SPI, the statement. */
+uint64
+SessmgrRunAsOwner(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *argtypes,
+				  Datum *values, const char *nulls, int expected)
 {
-	PlannedStmt *stmt;
-	CopyStmt   *copy;
+	SessmgrOwnerContext octx;
+	uint64		processed;
 
-	if (ActivePortal == NULL || ActivePortal->commandTag != CMDTAG_COPY ||
-		list_length(ActivePortal->stmts) != 1)
-		return false;
-	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
-	if (stmt->commandType != CMD_UTILITY || stmt->utilityStmt == NULL ||
-		!IsA(stmt->utilityStmt, CopyStmt))
-		return false;
-	copy = (CopyStmt *) stmt->utilityStmt;
-	if (!copy->is_from || copy->relation == NULL)
-		return false;
-	return RangeVarGetRelid(copy->relation, NoLock, true) == RelationGetRelid(rel);
-}
-
-/*
- * Run fn(arg) in a subtransaction.  Returns NULL when it succeeded; when it
- * raised an error, rolls the subtransaction back and returns a copy of the
- * error for the caller to judge (rethrow, or report and go on).
- */
-ErrorData *
-SessmgrTryInSubtransaction(void (*fn) (void *arg), void *arg)
-{
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_END_TRY();
-
-	return edata;
-}
-
-/* An interval as microseconds, with a month counted as 30 days. */
-int64
-SessmgrIntervalUsecs(const Interval *interval)
-{
-	return interval->time +
-		(interval->day + (int64) interval->month * DAYS_PER_MONTH) * USECS_PER_DAY;
-}
-
-/*
- * Whether a session with these attributes is active at time now: not
- * revoked, within its absolute lifetime, and active within its idle timeout.
- */
-bool
-SessmgrSessionIsLive(TimestampTz now, bool revoked, TimestampTz expires_at,
-					 TimestampTz last_active_at, const Interval *idle_timeout)
-{
-	if (revoked || now >= expires_at)
-		return false;
-	return now < last_active_at + SessmgrIntervalUsecs(idle_timeout);
-}
-
-/*
- * Refuse an argument longer than max_bytes, judged by its size before any
- * detoasting (a 10 MB argument is refused without being read).  The error
- * names the argument, never its value.
- */
-void
-SessmgrCheckText(Datum value, const char *what, int max_bytes)
-{
-	if (toast_raw_datum_size(value) - VARHDRSZ > (Size) max_bytes)
-		ereport(ERROR,
-				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-				 errmsg("%s is too long", what),
-				 errdetail("The limit is %d bytes.", max_bytes)));
+	SessmgrOwnerBegin(&octx);
+	processed = SessmgrRun(plan, sql, nargs, argtypes, values, nulls, expected);
+	SessmgrOwnerEnd(&octx);
+	return processed;
 }

@@ -54,7 +54,6 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	TimestampTz expires_at;
 	int64		token_gen;
-	SessmgrOwnerContext octx;
 	Datum		result[4];
 	bool		result_nulls[4] = {false, false, false, false};
 	char	   *user_id;
@@ -63,15 +62,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	SessmgrBeginResult(fcinfo);
 
 	/* check the arguments; errors name them but never echo their values */
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("user id must not be null")));
-	SessmgrCheckText(PG_GETARG_DATUM(0), "user id", SESSMGR_MAX_USER_ID_BYTES);
-	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("user id must not be empty")));
+	(void) SessmgrCheckUserId(fcinfo, 0, false, NULL);
 	if (!PG_ARGISNULL(1))
 		SessmgrCheckText(PG_GETARG_DATUM(1), "device name", SESSMGR_MAX_NAME_BYTES);
 	if (!PG_ARGISNULL(2))
@@ -137,19 +128,13 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(6);
 	values[12] = Int64GetDatum(token_gen);
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	SessmgrPreparePlan(&plan,
-					   "INSERT INTO sessmgr.sessions"
-					   " (id, token_hash, created_at, last_active_at, idle_timeout,"
-					   "  expires_at, remember, user_id, device_name, user_agent, ip,"
-					   "  location, metadata, token_gen)"
-					   " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-					   ISSUE_NARGS, argtypes);
-	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrRunAsOwner(&plan,
+					  "INSERT INTO sessmgr.sessions"
+					  " (id, token_hash, created_at, last_active_at, idle_timeout,"
+					  "  expires_at, remember, user_id, device_name, user_agent, ip,"
+					  "  location, metadata, token_gen)"
+					  " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+					  ISSUE_NARGS, argtypes, values, nulls, SPI_OK_INSERT);
 
 	user_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (result_desc == NULL)

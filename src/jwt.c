@@ -47,16 +47,10 @@
 
 #include "sessmgr.h"
 
-#define JWT_MAX_LEN			8192
 #define JWT_LEEWAY_SECS		30
 #define KID_MAX_LEN			64
 #define MAC_MAX_LEN			64
 
-/*
- * Outside a UTF8 database the JSON lexer raises an error for a \u escape it
- * cannot convert to the database encoding: refuse such escapes beforehand.
- */
-#define JSON_ASCII_ESCAPES_ONLY	(GetDatabaseEncoding() != PG_UTF8)
 
 typedef struct JwtAlgorithm
 {
@@ -208,15 +202,12 @@ load_keys(void)
 	free_keys();
 	keys_relid = get_relname_relid("signing_keys", SessmgrGetCatalog()->namespace);
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	SessmgrPreparePlan(&plan,
-					   "SELECT kid, alg, secret, signs_from FROM sessmgr.signing_keys"
-					   " WHERE retired_at IS NULL"
-					   " ORDER BY signs_from DESC, created_at, kid",
-					   0, NULL);
-	SessmgrExecPlan(plan, NULL, NULL, SPI_OK_SELECT);
+	SessmgrOwnerBegin(&octx);
+	SessmgrRun(&plan,
+			   "SELECT kid, alg, secret, signs_from FROM sessmgr.signing_keys"
+			   " WHERE retired_at IS NULL"
+			   " ORDER BY signs_from DESC, created_at, kid",
+			   0, NULL, NULL, NULL, SPI_OK_SELECT);
 
 	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
 	keys = palloc0(sizeof(SigningKey) * Max(SPI_processed, 1));
@@ -256,8 +247,7 @@ load_keys(void)
 		key->header = encoded;
 	}
 
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrOwnerEnd(&octx);
 	keys_valid = true;
 }
 
@@ -391,11 +381,14 @@ claims_check_out(const JwtFields *claims, SessmgrSessionRow *row)
 }
 
 /*
- * Verify an access token.  Returns the payload's JSON text (NUL-terminated)
- * and fills *row when the token checks out, NULL otherwise.
+ * Verify an access token: its signature with the key its header names, the
+ * key's algorithm, its times, audience and issuer, and its session (live,
+ * and the token's gen one the session had; session.c).  Returns the
+ * payload's JSON text (NUL-terminated) and fills *claims and *row when the
+ * token checks out, NULL otherwise.  Never raises for a bad token.
  */
-static char *
-verify_token(const char *s, int len, SessmgrSessionRow *row, JwtFields *claims)
+char *
+SessmgrJwtVerify(const char *s, int len, JwtFields *claims, SessmgrSessionRow *row)
 {
 	const char *dot1;
 	const char *dot2;
@@ -465,59 +458,11 @@ sessmgr_verify_access_token(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 
 	jwt = PG_GETARG_TEXT_PP(0);
-	payload = verify_token(VARDATA_ANY(jwt), VARSIZE_ANY_EXHDR(jwt), &row, &claims);
+	payload = SessmgrJwtVerify(VARDATA_ANY(jwt), VARSIZE_ANY_EXHDR(jwt), &claims, &row);
 	if (payload == NULL)
 		PG_RETURN_NULL();
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload)));
-}
-
-/*
- * Whether a PostgREST request may go on, judged by the access token it
- * really carries (bearer, from its Authorization header; NULL without one),
- * not by the claims it was handed: anyone who can log in as the
- * authenticator can set request.jwt.claims to whatever they like.
- *
- * A bearer token that verifies (sessmgr's keys, times, live session) lets
- * the request through with *row filled and *has_session set, provided the
- * claims, if any, name the same session.  Without such a token the request
- * goes on only as anonymous: claims that carry a session id or the role
- * sessmgr.jwt_role are refused (a token of ours that did not verify, or
- * claims set by hand).  A token of another issuer for another role, which
- * PostgREST accepted with a key of its own, goes on without an identity.
- */
-bool
-SessmgrCheckRequest(const char *claims_json, const char *bearer, int bearer_len,
-					bool *has_session, SessmgrSessionRow *row)
-{
-	JwtFields	claims;
-	JwtFields	token_claims;
-	int			len;
-
-	*has_session = false;
-	memset(&claims, 0, sizeof(claims));
-	if (claims_json != NULL && claims_json[0] != '\0')
-	{
-		len = strlen(claims_json);
-		if (len > JWT_MAX_LEN ||
-			!SessmgrJwtParseFields(pnstrdup(claims_json, len), len, sessmgr_jwt_audience,
-								   JSON_ASCII_ESCAPES_ONLY, &claims))
-			return false;
-	}
-
-	if (bearer != NULL && bearer_len <= JWT_MAX_LEN &&
-		verify_token(bearer, bearer_len, row, &token_claims) != NULL)
-	{
-		/* the claims, when given, must be this token's */
-		if ((claims.sid != NULL && strcmp(claims.sid, token_claims.sid) != 0) ||
-			(claims.sub != NULL && strcmp(claims.sub, token_claims.sub) != 0))
-			return false;
-		*has_session = true;
-		return true;
-	}
-
-	return claims.sid == NULL &&
-		(claims.role == NULL || strcmp(claims.role, sessmgr_jwt_role) != 0);
 }
 
 /*
@@ -562,7 +507,6 @@ sessmgr_rotate_signing_key(PG_FUNCTION_ARGS)
 	uint8		kid_raw[9];
 	char		kid[16];
 	bytea	   *secret;
-	SessmgrOwnerContext octx;
 
 	if (alg == NULL)
 		ereport(ERROR,
@@ -587,16 +531,10 @@ sessmgr_rotate_signing_key(PG_FUNCTION_ARGS)
 	else
 		values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	SessmgrPreparePlan(&plan,
-					   "INSERT INTO sessmgr.signing_keys (kid, alg, secret, signs_from)"
-					   " VALUES ($1, $2, $3, $4)",
-					   4, types);
-	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrRunAsOwner(&plan,
+					  "INSERT INTO sessmgr.signing_keys (kid, alg, secret, signs_from)"
+					  " VALUES ($1, $2, $3, $4)",
+					  4, types, values, nulls, SPI_OK_INSERT);
 
 	explicit_bzero(VARDATA(secret), 64);
 	PG_RETURN_TEXT_P(cstring_to_text(kid));

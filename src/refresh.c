@@ -100,30 +100,25 @@ lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
 	values[0] = UUIDPGetDatum(id);
 	values[1] = TimestampTzGetDatum(now);
 
-	SessmgrPreparePlan(&read_plan,
-					   "SELECT user_id FROM sessmgr.sessions"
-					   " WHERE id OPERATOR(pg_catalog.=) $1",
-					   1, types);
-	SessmgrExecPlan(read_plan, values, NULL, SPI_OK_SELECT);
+	SessmgrRun(&read_plan,
+			   "SELECT user_id FROM sessmgr.sessions"
+			   " WHERE id OPERATOR(pg_catalog.=) $1",
+			   1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
 	owner_values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	owner_values[1] = values[1];
 	SessmgrLockUserRow(owner_values, USER_LOCK_EXCLUSIVE);
 
-	SessmgrPreparePlan(&lock_plan,
-					   "SELECT user_id, revoked_at IS NOT NULL,"
-					   "       revoked_at IS NULL"
-					   "       AND expires_at OPERATOR(pg_catalog.>) $2"
-					   "       AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
-					   "           OPERATOR(pg_catalog.>) $2,"
-					   "       token_hash, prev_token_hash, token_gen, rotated_at, expires_at,"
-					   "       prev_token_gen"
-					   "  FROM sessmgr.sessions"
-					   " WHERE id OPERATOR(pg_catalog.=) $1"
-					   "   FOR UPDATE",
-					   2, types);
-	SessmgrExecPlan(lock_plan, values, NULL, SPI_OK_SELECT);
+	SessmgrRun(&lock_plan,
+			   "SELECT user_id, revoked_at IS NOT NULL, "
+			   SESSMGR_LIVE_SQL("", "$2") ","
+			   "       token_hash, prev_token_hash, token_gen, rotated_at, expires_at,"
+			   "       prev_token_gen"
+			   "  FROM sessmgr.sessions"
+			   " WHERE id OPERATOR(pg_catalog.=) $1"
+			   "   FOR UPDATE",
+			   2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
 
@@ -179,12 +174,11 @@ is_retired(const pg_uuid_t *id, const uint8 *hash, TimestampTz *superseded_at)
 	values[0] = PointerGetDatum(hash_datum(hash));
 	values[1] = UUIDPGetDatum(id);
 
-	SessmgrPreparePlan(&plan,
-					   "SELECT retired_at FROM sessmgr.retired_tokens"
-					   " WHERE token_hash OPERATOR(pg_catalog.=) $1"
-					   "   AND session_id OPERATOR(pg_catalog.=) $2",
-					   2, types);
-	SessmgrExecPlan(plan, values, NULL, SPI_OK_SELECT);
+	SessmgrRun(&plan,
+			   "SELECT retired_at FROM sessmgr.retired_tokens"
+			   " WHERE token_hash OPERATOR(pg_catalog.=) $1"
+			   "   AND session_id OPERATOR(pg_catalog.=) $2",
+			   2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*superseded_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
@@ -216,43 +210,40 @@ rotate(const pg_uuid_t *id, const LockedSession *s, const uint8 *new_hash,
 		values[2] = TimestampTzGetDatum(s->rotated_at != DT_NOBEGIN ?
 										s->rotated_at : GetCurrentTimestamp());
 		values[3] = Int64GetDatum(s->prev_token_gen);
-		SessmgrPreparePlan(&retire_plan,
-						   "INSERT INTO sessmgr.retired_tokens"
-						   " (token_hash, session_id, retired_at, token_gen) VALUES ($1, $2, $3, $4)"
-						   " ON CONFLICT DO NOTHING",
-						   4, retire_types);
-		SessmgrExecPlan(retire_plan, values, NULL, SPI_OK_INSERT);
+		SessmgrRun(&retire_plan,
+				   "INSERT INTO sessmgr.retired_tokens"
+				   " (token_hash, session_id, retired_at, token_gen) VALUES ($1, $2, $3, $4)"
+				   " ON CONFLICT DO NOTHING",
+				   4, retire_types, values, NULL, SPI_OK_INSERT);
 
 		/* keep the newest RETIRED_TOKENS_KEPT */
 		values[0] = UUIDPGetDatum(id);
 		values[1] = Int32GetDatum(RETIRED_TOKENS_KEPT);
-		SessmgrPreparePlan(&prune_plan,
-						   "DELETE FROM sessmgr.retired_tokens r"
-						   " WHERE r.session_id OPERATOR(pg_catalog.=) $1"
-						   "   AND r.retired_at OPERATOR(pg_catalog.<)"
-						   "       (SELECT k.retired_at FROM sessmgr.retired_tokens k"
-						   "         WHERE k.session_id OPERATOR(pg_catalog.=) $1"
-						   "         ORDER BY k.retired_at DESC"
-						   "        OFFSET $2 OPERATOR(pg_catalog.-) 1 LIMIT 1)",
-						   2, prune_types);
-		SessmgrExecPlan(prune_plan, values, NULL, SPI_OK_DELETE);
+		SessmgrRun(&prune_plan,
+				   "DELETE FROM sessmgr.retired_tokens r"
+				   " WHERE r.session_id OPERATOR(pg_catalog.=) $1"
+				   "   AND r.retired_at OPERATOR(pg_catalog.<)"
+				   "       (SELECT k.retired_at FROM sessmgr.retired_tokens k"
+				   "         WHERE k.session_id OPERATOR(pg_catalog.=) $1"
+				   "         ORDER BY k.retired_at DESC"
+				   "        OFFSET $2 OPERATOR(pg_catalog.-) 1 LIMIT 1)",
+				   2, prune_types, values, NULL, SPI_OK_DELETE);
 	}
 
 	values[0] = UUIDPGetDatum(id);
 	values[1] = PointerGetDatum(hash_datum(new_hash));
 	values[2] = Int64GetDatum(new_gen);
 	values[3] = TimestampTzGetDatum(now);
-	SessmgrPreparePlan(&rotate_plan,
-					   "UPDATE sessmgr.sessions"
-					   "   SET prev_token_hash = token_hash,"
-					   "       prev_token_gen = token_gen,"
-					   "       token_hash = $2,"
-					   "       token_gen = $3,"
-					   "       rotated_at = pg_catalog.clock_timestamp(),"
-					   "       last_active_at = GREATEST(last_active_at, $4)"
-					   " WHERE id OPERATOR(pg_catalog.=) $1",
-					   4, rotate_types);
-	SessmgrExecPlan(rotate_plan, values, NULL, SPI_OK_UPDATE);
+	SessmgrRun(&rotate_plan,
+			   "UPDATE sessmgr.sessions"
+			   "   SET prev_token_hash = token_hash,"
+			   "       prev_token_gen = token_gen,"
+			   "       token_hash = $2,"
+			   "       token_gen = $3,"
+			   "       rotated_at = pg_catalog.clock_timestamp(),"
+			   "       last_active_at = GREATEST(last_active_at, $4)"
+			   " WHERE id OPERATOR(pg_catalog.=) $1",
+			   4, rotate_types, values, NULL, SPI_OK_UPDATE);
 }
 
 /* Revoke the session whose token was reused; the trigger audits it. */
@@ -269,14 +260,13 @@ revoke_for_reuse(const pg_uuid_t *id, const char *user_id, TimestampTz now)
 	SessmgrLockUserRow(owner_values, USER_LOCK_REVOKE);
 
 	values[0] = UUIDPGetDatum(id);
-	SessmgrPreparePlan(&plan,
-					   "UPDATE sessmgr.sessions"
-					   "   SET revoked_at = pg_catalog.clock_timestamp(),"
-					   "       revoke_reason = 'token_reuse'"
-					   " WHERE id OPERATOR(pg_catalog.=) $1"
-					   "   AND revoked_at IS NULL",
-					   1, types);
-	SessmgrExecPlan(plan, values, NULL, SPI_OK_UPDATE);
+	SessmgrRun(&plan,
+			   "UPDATE sessmgr.sessions"
+			   "   SET revoked_at = pg_catalog.clock_timestamp(),"
+			   "       revoke_reason = 'token_reuse'"
+			   " WHERE id OPERATOR(pg_catalog.=) $1"
+			   "   AND revoked_at IS NULL",
+			   1, types, values, NULL, SPI_OK_UPDATE);
 }
 
 /*
@@ -293,24 +283,14 @@ SessmgrGenWasRetired(const pg_uuid_t *id, int64 gen)
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {UUIDOID, INT8OID};
 	Datum		values[2];
-	SessmgrOwnerContext octx;
-	bool		found;
 
 	values[0] = UUIDPGetDatum(id);
 	values[1] = Int64GetDatum(gen);
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	SessmgrPreparePlan(&plan,
-					   "SELECT 1 FROM sessmgr.retired_tokens"
-					   " WHERE session_id OPERATOR(pg_catalog.=) $1"
-					   "   AND token_gen OPERATOR(pg_catalog.=) $2",
-					   2, types);
-	SessmgrExecPlan(plan, values, NULL, SPI_OK_SELECT);
-	found = SPI_processed > 0;
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
-	return found;
+	return SessmgrRunAsOwner(&plan,
+							 "SELECT 1 FROM sessmgr.retired_tokens"
+							 " WHERE session_id OPERATOR(pg_catalog.=) $1"
+							 "   AND token_gen OPERATOR(pg_catalog.=) $2",
+							 2, types, values, NULL, SPI_OK_SELECT) > 0;
 }
 
 /*
@@ -394,9 +374,7 @@ sessmgr_refresh(PG_FUNCTION_ARGS)
 	{
 		SessmgrOwnerContext octx;
 
-		SessmgrBecomeOwner(&octx);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		SessmgrOwnerBegin(&octx);
 
 		status = decide(&token.id, hash, now, &s);
 		if (status == REFRESH_OK)
@@ -410,8 +388,7 @@ sessmgr_refresh(PG_FUNCTION_ARGS)
 		else if (status == REFRESH_REUSE_DETECTED)
 			revoke_for_reuse(&token.id, s.user_id, now);
 
-		SPI_finish();
-		SessmgrRestoreUser(&octx);
+		SessmgrOwnerEnd(&octx);
 	}
 
 	result[0] = CStringGetTextDatum(status_names[status]);

@@ -96,18 +96,15 @@ revoke_one(FunctionCallInfo fcinfo, int user_arg, int reason_arg)
 	values[1] = TimestampTzGetDatum(now);
 	values[2] = PointerGetDatum(reason);
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	SessmgrOwnerBegin(&octx);
 
 	/* whose session is it, and is it still live? */
-	SessmgrPreparePlan(&read_plan,
-					   "SELECT user_id, revoked_at IS NOT NULL, expires_at,"
-					   "       last_active_at, idle_timeout"
-					   "  FROM sessmgr.sessions"
-					   " WHERE id OPERATOR(pg_catalog.=) $1",
-					   1, read_types);
-	SessmgrExecPlan(read_plan, values, NULL, SPI_OK_SELECT);
+	SessmgrRun(&read_plan,
+			   "SELECT user_id, revoked_at IS NOT NULL, expires_at,"
+			   "       last_active_at, idle_timeout"
+			   "  FROM sessmgr.sessions"
+			   " WHERE id OPERATOR(pg_catalog.=) $1",
+			   1, read_types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		invalid_session_id();
 	else
@@ -126,7 +123,8 @@ revoke_one(FunctionCallInfo fcinfo, int user_arg, int reason_arg)
 			invalid_session_id();
 
 		/* an ended session stays ended: nothing to lock */
-		if (SessmgrSessionIsLive(now, ended, expires_at, last_active_at, idle))
+		if (SessmgrSessionIsLive(now, ended, expires_at, last_active_at,
+								 SessmgrIntervalUsecs(idle)))
 		{
 			/* the user's row first (see the lock order in triggers.c) */
 			owner_values[0] = owner;
@@ -134,22 +132,17 @@ revoke_one(FunctionCallInfo fcinfo, int user_arg, int reason_arg)
 			SessmgrLockUserRow(owner_values, USER_LOCK_REVOKE);
 
 			/* then the session, unless it ended while we waited */
-			SessmgrPreparePlan(&revoke_plan,
-							   "UPDATE sessmgr.sessions"
-							   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
-							   " WHERE id OPERATOR(pg_catalog.=) $1"
-							   "   AND revoked_at IS NULL"
-							   "   AND expires_at OPERATOR(pg_catalog.>) $2"
-							   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
-							   "       OPERATOR(pg_catalog.>) $2",
-							   3, revoke_types);
-			SessmgrExecPlan(revoke_plan, values, NULL, SPI_OK_UPDATE);
+			SessmgrRun(&revoke_plan,
+					   "UPDATE sessmgr.sessions"
+					   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
+					   " WHERE id OPERATOR(pg_catalog.=) $1"
+					   "   AND " SESSMGR_LIVE_SQL("", "$2"),
+					   3, revoke_types, values, NULL, SPI_OK_UPDATE);
 			revoked = (SPI_processed == 1);
 		}
 	}
 
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrOwnerEnd(&octx);
 	return revoked;
 }
 
@@ -164,12 +157,8 @@ PG_FUNCTION_INFO_V1(sessmgr_revoke);
 Datum
 sessmgr_revoke(PG_FUNCTION_ARGS)
 {
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("user id must not be null"),
-				 errhint("Administrators end any session with sessmgr.revoke_any().")));
-	SessmgrCheckText(PG_GETARG_DATUM(1), "user id", SESSMGR_MAX_USER_ID_BYTES);
+	(void) SessmgrCheckUserId(fcinfo, 1, true,
+							  "Administrators end any session with sessmgr.revoke_any().");
 	PG_RETURN_BOOL(revoke_one(fcinfo, 1, 2));
 }
 
@@ -208,15 +197,7 @@ sessmgr_revoke_all(PG_FUNCTION_ARGS)
 	SessmgrOwnerContext octx;
 	uint64		count;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("user id must not be null")));
-	SessmgrCheckText(PG_GETARG_DATUM(0), "user id", SESSMGR_MAX_USER_ID_BYTES);
-	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("user id must not be empty")));
+	(void) SessmgrCheckUserId(fcinfo, 0, false, NULL);
 	reason = check_reason(fcinfo, 2);
 
 	values[0] = PG_GETARG_DATUM(0);
@@ -230,26 +211,19 @@ sessmgr_revoke_all(PG_FUNCTION_ARGS)
 	else
 		values[3] = PG_GETARG_DATUM(1);
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	SessmgrOwnerBegin(&octx);
 
 	SessmgrLockUserRow(values, USER_LOCK_REVOKE);
 
-	SessmgrPreparePlan(&revoke_plan,
-					   "UPDATE sessmgr.sessions"
-					   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
-					   " WHERE user_id OPERATOR(pg_catalog.=) $1"
-					   "   AND revoked_at IS NULL"
-					   "   AND expires_at OPERATOR(pg_catalog.>) $2"
-					   "   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout"
-					   "       OPERATOR(pg_catalog.>) $2"
-					   "   AND ($4 IS NULL OR id OPERATOR(pg_catalog.<>) $4)",
-					   4, revoke_types);
-	SessmgrExecPlan(revoke_plan, values, nulls, SPI_OK_UPDATE);
+	SessmgrRun(&revoke_plan,
+			   "UPDATE sessmgr.sessions"
+			   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
+			   " WHERE user_id OPERATOR(pg_catalog.=) $1"
+			   "   AND " SESSMGR_LIVE_SQL("", "$2")
+			   "   AND ($4 IS NULL OR id OPERATOR(pg_catalog.<>) $4)",
+			   4, revoke_types, values, nulls, SPI_OK_UPDATE);
 	count = SPI_processed;
 
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrOwnerEnd(&octx);
 	PG_RETURN_INT32((int32) count);
 }

@@ -310,12 +310,74 @@ SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 	return probe_fetch(p, id, row);
 }
 
+/* An interval as microseconds, with a month counted as 30 days. */
+int64
+SessmgrIntervalUsecs(const Interval *interval)
+{
+	return interval->time +
+		(interval->day + (int64) interval->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+}
+
+/*
+ * The rule of a live session, the one place it is written in C (the SQL
+ * twin is sessmgr.session_is_live()): not revoked, within its absolute
+ * lifetime, and active within its idle timeout, at time now.
+ */
+bool
+SessmgrSessionIsLive(TimestampTz now, bool revoked, TimestampTz expires_at,
+					 TimestampTz last_active_at, int64 idle_usecs)
+{
+	return !revoked && now < expires_at && now < last_active_at + idle_usecs;
+}
+
 /* Whether a fetched session is active at time now. */
 bool
 SessmgrSessionRowIsLive(const SessmgrSessionRow *row, TimestampTz now)
 {
-	return !row->revoked && now < row->expires_at &&
-		now < row->last_active_at + row->idle_usecs;
+	return SessmgrSessionIsLive(now, row->revoked, row->expires_at,
+								row->last_active_at, row->idle_usecs);
+}
+
+/*
+ * Lock a user's row in sessmgr.session_owners: the first lock any change to
+ * the user's sessions takes (see the lock order in triggers.c).  values are
+ * the user id and the current time.
+ *
+ * - USER_LOCK_SHARE: an activity touch; touches of one user's sessions do
+ *   not wait for each other.
+ * - USER_LOCK_EXCLUSIVE: a refresh, which may go on to revoke (reuse): it
+ *   takes the strongest lock it may need first, so that it never upgrades
+ *   a share lock while holding a session row (two refreshes of one token
+ *   would deadlock).
+ * - USER_LOCK_REVOKE: a revocation updates the row, so that an issuer whose
+ *   snapshot predates it fails instead of counting a revoked session.
+ *
+ * Call inside SPI, as the owner.
+ */
+void
+SessmgrLockUserRow(Datum *values, SessmgrUserLock mode)
+{
+	static SPIPlanPtr plans[3] = {NULL, NULL, NULL};
+	static const char *const sql[3] = {
+		[USER_LOCK_SHARE] =
+		"SELECT 1 FROM sessmgr.session_owners"
+		" WHERE user_id OPERATOR(pg_catalog.=) $1"
+		"   FOR SHARE",
+		[USER_LOCK_EXCLUSIVE] =
+		"SELECT 1 FROM sessmgr.session_owners"
+		" WHERE user_id OPERATOR(pg_catalog.=) $1"
+		"   FOR NO KEY UPDATE",
+		[USER_LOCK_REVOKE] =
+		"UPDATE sessmgr.session_owners"
+		"   SET last_revoked_at = $2"
+		" WHERE user_id OPERATOR(pg_catalog.=) $1",
+	};
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+
+	SessmgrRun(&plans[mode],
+			   sql[mode],
+			   mode == USER_LOCK_REVOKE ? 2 : 1, types, values, NULL, 
+			   mode == USER_LOCK_REVOKE ? SPI_OK_UPDATE : SPI_OK_SELECT);
 }
 
 /*
@@ -339,20 +401,16 @@ touch_now(const SessmgrSessionRow *row, TimestampTz now)
 	owner_values[0] = CStringGetTextDatum(row->user_id);
 	owner_values[1] = values[1];
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	SessmgrOwnerBegin(&octx);
 	SessmgrLockUserRow(owner_values, USER_LOCK_SHARE);
-	SessmgrPreparePlan(&plan,
-					   "UPDATE sessmgr.sessions"
-					   "   SET last_active_at = GREATEST(last_active_at, $2)"
-					   " WHERE id OPERATOR(pg_catalog.=) $1"
-					   "   AND revoked_at IS NULL",
-					   2, argtypes);
-	SessmgrExecPlan(plan, values, NULL, SPI_OK_UPDATE);
+	SessmgrRun(&plan,
+			   "UPDATE sessmgr.sessions"
+			   "   SET last_active_at = GREATEST(last_active_at, $2)"
+			   " WHERE id OPERATOR(pg_catalog.=) $1"
+			   "   AND revoked_at IS NULL",
+			   2, argtypes, values, NULL, SPI_OK_UPDATE);
 	touched = (SPI_processed == 1);
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrOwnerEnd(&octx);
 
 	return touched;
 }

@@ -19,6 +19,7 @@
 #include "access/attnum.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -102,14 +103,34 @@ typedef enum SessmgrUserLock
 
 extern void SessmgrCatalogInit(void);
 extern const SessmgrCatalog *SessmgrGetCatalog(void);
-extern void SessmgrBecomeOwner(SessmgrOwnerContext *ctx);
-extern void SessmgrRestoreUser(SessmgrOwnerContext *ctx);
+extern void SessmgrEnterOwnerMode(SessmgrOwnerContext *ctx);
+extern void SessmgrLeaveOwnerMode(SessmgrOwnerContext *ctx);
+extern void SessmgrOwnerBegin(SessmgrOwnerContext *ctx);
+extern void SessmgrOwnerEnd(SessmgrOwnerContext *ctx);
 extern Oid	SessmgrActor(void);
-extern SPIPlanPtr SessmgrPreparePlan(SPIPlanPtr *cache, const char *sql,
-									 int nargs, Oid *argtypes);
-extern void SessmgrLockUserRow(Datum *values, SessmgrUserLock mode);
-extern void SessmgrExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
-							int expected);
+extern uint64 SessmgrRun(SPIPlanPtr *plan, const char *sql, int nargs,
+						 const Oid *argtypes, Datum *values, const char *nulls,
+						 int expected);
+extern uint64 SessmgrRunAsOwner(SPIPlanPtr *plan, const char *sql, int nargs,
+								const Oid *argtypes, Datum *values,
+								const char *nulls, int expected);
+
+/* args.c */
+extern void SessmgrCheckText(Datum value, const char *what, int max_bytes);
+extern text *SessmgrCheckUserId(FunctionCallInfo fcinfo, int argno, bool allow_empty,
+								const char *hint);
+
+/* subxact.c */
+extern ErrorData *SessmgrTryInSubtransaction(void (*fn) (void *arg), void *arg);
+
+/*
+ * The live-session rule in sessmgr's own SQL: a call of the SQL function
+ * sessmgr.session_is_live() (written once, in the install script) on the
+ * columns of the sessions row alias a, at time at.
+ */
+#define SESSMGR_LIVE_SQL(a, at) \
+	"sessmgr.session_is_live(" a "revoked_at, " a "expires_at, " \
+	a "last_active_at, " a "idle_timeout, " at ")"
 
 /* session.c */
 typedef struct SessmgrSessionRow
@@ -130,18 +151,15 @@ typedef struct SessmgrSessionRow
 extern bool SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row);
 extern bool SessmgrFetchSessionForQuery(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 										SessmgrSessionRow *row);
+extern int64 SessmgrIntervalUsecs(const Interval *interval);
+extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked, TimestampTz expires_at,
+								 TimestampTz last_active_at, int64 idle_usecs);
 extern bool SessmgrSessionRowIsLive(const SessmgrSessionRow *row, TimestampTz now);
+extern void SessmgrLockUserRow(Datum *values, SessmgrUserLock mode);
 extern bool SessmgrTouchIfDue(const SessmgrSessionRow *row, TimestampTz now);
 
-/* session state shared by validate.c, revoke.c and triggers.c */
-extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked,
-								 TimestampTz expires_at,
-								 TimestampTz last_active_at,
-								 const Interval *idle_timeout);
-extern int64 SessmgrIntervalUsecs(const Interval *interval);
+/* triggers.c */
 extern bool SessmgrLoadingByCopy(Relation rel);
-extern ErrorData *SessmgrTryInSubtransaction(void (*fn) (void *arg), void *arg);
-extern void SessmgrCheckText(Datum value, const char *what, int max_bytes);
 
 /* result.c */
 extern TupleDesc SessmgrResultDesc(int natts, const char *const *names,
@@ -151,13 +169,21 @@ extern void SessmgrReturnRow(FunctionCallInfo fcinfo, TupleDesc desc,
 							 Datum *values, bool *nulls);
 
 /* jwt.c */
+#define JWT_MAX_LEN			8192	/* longest access token or claims we read */
+
+/*
+ * Outside a UTF8 database the JSON lexer raises an error for a \u escape it
+ * cannot convert to the database encoding: refuse such escapes beforehand.
+ */
+#define JSON_ASCII_ESCAPES_ONLY	(GetDatabaseEncoding() != PG_UTF8)
+
+
 extern void SessmgrJwtInit(void);
 extern char *SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id,
 							int64 token_gen, TimestampTz session_expires_at,
 							TimestampTz *expires_at);
-extern bool SessmgrCheckRequest(const char *claims_json, const char *bearer,
-								int bearer_len, bool *has_session,
-								SessmgrSessionRow *row);
+extern char *SessmgrJwtVerify(const char *s, int len, JwtFields *claims,
+							  SessmgrSessionRow *row);
 
 /* refresh.c */
 extern bool SessmgrGenWasRetired(const pg_uuid_t *id, int64 gen);

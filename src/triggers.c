@@ -37,11 +37,14 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/plannodes.h"
+#include "tcop/pquery.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -93,6 +96,36 @@ get_attr(HeapTuple tuple, Relation rel, const char *name, bool *isnull)
 }
 
 /*
+ * Whether rows are arriving in rel through COPY FROM rel: a restore of a
+ * dump (pg_restore and plain pg_dump scripts load the extension's tables
+ * with COPY) or the owner's bulk load; only the table's owner may COPY into
+ * it.  Such rows are history, not new sessions: the cap and the audit trail
+ * leave them alone, and the dump's own session_owners and session_events
+ * rows arrive the same way.  Nothing else counts: a COPY ... TO of a query
+ * that calls sessmgr (COPY (SELECT * FROM sessmgr.issue(...)) TO STDOUT), or
+ * a COPY into another table whose trigger does, obeys the cap and is
+ * audited like any other call.
+ */
+bool
+SessmgrLoadingByCopy(Relation rel)
+{
+	PlannedStmt *stmt;
+	CopyStmt   *copy;
+
+	if (ActivePortal == NULL || ActivePortal->commandTag != CMDTAG_COPY ||
+		list_length(ActivePortal->stmts) != 1)
+		return false;
+	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (stmt->commandType != CMD_UTILITY || stmt->utilityStmt == NULL ||
+		!IsA(stmt->utilityStmt, CopyStmt))
+		return false;
+	copy = (CopyStmt *) stmt->utilityStmt;
+	if (!copy->is_from || copy->relation == NULL)
+		return false;
+	return RangeVarGetRelid(copy->relation, NoLock, true) == RelationGetRelid(rel);
+}
+
+/*
  * sessmgr.sessions_enforce_cap() RETURNS trigger
  *
  * BEFORE INSERT: make room for, or refuse, a user's next session according
@@ -114,7 +147,6 @@ sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		isnull;
 	SessmgrOwnerContext octx;
-	SPIPlanPtr	list_plan;
 	uint64		active;
 
 	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -134,40 +166,28 @@ sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	SessmgrOwnerBegin(&octx);
 
 	/* serialize with every other issuer for this user; see the file header */
-	SessmgrPreparePlan(&owner_plan,
-					   "INSERT INTO sessmgr.session_owners AS o"
-					   "       (user_id, sessions_issued, last_issued_at)"
-					   " VALUES ($1, 1, $2)"
-					   " ON CONFLICT (user_id) DO UPDATE"
-					   "   SET sessions_issued = o.sessions_issued OPERATOR(pg_catalog.+) 1,"
-					   "       last_issued_at = EXCLUDED.last_issued_at",
-					   2, owner_types);
-	SessmgrExecPlan(owner_plan, values, NULL, SPI_OK_INSERT);
+	SessmgrRun(&owner_plan,
+			   "INSERT INTO sessmgr.session_owners AS o"
+			   "       (user_id, sessions_issued, last_issued_at)"
+			   " VALUES ($1, 1, $2)"
+			   " ON CONFLICT (user_id) DO UPDATE"
+			   "   SET sessions_issued = o.sessions_issued OPERATOR(pg_catalog.+) 1,"
+			   "       last_issued_at = EXCLUDED.last_issued_at",
+			   2, owner_types, values, NULL, SPI_OK_INSERT);
 
 	/* the user's active sessions, the first to go first */
 #define ACTIVE_SESSIONS_OF_USER \
 	"SELECT id FROM sessmgr.sessions" \
 	" WHERE user_id OPERATOR(pg_catalog.=) $1" \
-	"   AND revoked_at IS NULL" \
-	"   AND expires_at OPERATOR(pg_catalog.>) $2" \
-	"   AND last_active_at OPERATOR(pg_catalog.+) idle_timeout" \
-	"       OPERATOR(pg_catalog.>) $2"
-	if (sessmgr_cap_policy == SESSMGR_CAP_EVICT_IDLE)
-		list_plan = SessmgrPreparePlan(&idle_plan,
-									   ACTIVE_SESSIONS_OF_USER
-									   " ORDER BY last_active_at, created_at, id",
-									   2, owner_types);
-	else
-		list_plan = SessmgrPreparePlan(&oldest_plan,
-									   ACTIVE_SESSIONS_OF_USER
-									   " ORDER BY created_at, id",
-									   2, owner_types);
-	SessmgrExecPlan(list_plan, values, NULL, SPI_OK_SELECT);
+	"   AND " SESSMGR_LIVE_SQL("", "$2")
+	SessmgrRun(sessmgr_cap_policy == SESSMGR_CAP_EVICT_IDLE ? &idle_plan : &oldest_plan,
+			   sessmgr_cap_policy == SESSMGR_CAP_EVICT_IDLE ?
+			   ACTIVE_SESSIONS_OF_USER " ORDER BY last_active_at, created_at, id" :
+			   ACTIVE_SESSIONS_OF_USER " ORDER BY created_at, id",
+			   2, owner_types, values, NULL, SPI_OK_SELECT);
 	active = SPI_processed;
 
 	if (active >= (uint64) sessmgr_max_sessions)
@@ -184,22 +204,20 @@ sessmgr_sessions_enforce_cap(PG_FUNCTION_ARGS)
 							   sessmgr_max_sessions),
 					 errhint("End one of the user's sessions, then try again.")));
 
-		SessmgrPreparePlan(&evict_plan,
-						   "UPDATE sessmgr.sessions"
-						   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = 'cap'"
-						   " WHERE id OPERATOR(pg_catalog.=) $1"
-						   "   AND revoked_at IS NULL",
-						   2, evict_types);
 		evict_values[1] = values[1];
 		for (uint64 i = 0; i < excess; i++)
 		{
 			evict_values[0] = SPI_getbinval(victims->vals[i], victims->tupdesc, 1, &isnull);
-			SessmgrExecPlan(evict_plan, evict_values, NULL, SPI_OK_UPDATE);
+			SessmgrRun(&evict_plan,
+					   "UPDATE sessmgr.sessions"
+					   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = 'cap'"
+					   " WHERE id OPERATOR(pg_catalog.=) $1"
+					   "   AND revoked_at IS NULL",
+					   2, evict_types, evict_values, NULL, SPI_OK_UPDATE);
 		}
 	}
 
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrOwnerEnd(&octx);
 	return PointerGetDatum(tuple);
 }
 
@@ -234,7 +252,9 @@ sessmgr_sessions_guard_ended(PG_FUNCTION_ARGS)
 	if (!SessmgrSessionIsLive(now, !revoked_null,
 							  DatumGetTimestampTz(get_attr(oldtup, rel, "expires_at", &isnull)),
 							  DatumGetTimestampTz(get_attr(oldtup, rel, "last_active_at", &isnull)),
-							  DatumGetIntervalP(get_attr(oldtup, rel, "idle_timeout", &isnull))))
+							  SessmgrIntervalUsecs(DatumGetIntervalP(get_attr(oldtup, rel,
+																			  "idle_timeout",
+																			  &isnull)))))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot modify an ended session"),
@@ -311,7 +331,6 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 	bool		isnull;
 	char	   *actor;
 	NameData	actor_name;
-	SessmgrOwnerContext octx;
 
 	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event))
 		elog(ERROR, "sessions_audit must be fired AFTER INSERT or UPDATE");
@@ -356,17 +375,11 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 	else
 		nulls[6] = 'n';
 
-	SessmgrBecomeOwner(&octx);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	SessmgrPreparePlan(&plan,
-					   "INSERT INTO sessmgr.session_events"
-					   " (event, session_id, user_id, reason, actor, ip, actor_user_id)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-					   7, types);
-	SessmgrExecPlan(plan, values, nulls, SPI_OK_INSERT);
-	SPI_finish();
-	SessmgrRestoreUser(&octx);
+	SessmgrRunAsOwner(&plan,
+					  "INSERT INTO sessmgr.session_events"
+					  " (event, session_id, user_id, reason, actor, ip, actor_user_id)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					  7, types, values, nulls, SPI_OK_INSERT);
 
 	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		notify_ended(event, values[1], values[2], values[3]);

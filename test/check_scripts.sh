@@ -7,9 +7,9 @@
 # Fails on:
 #   - CREATE OR REPLACE or IF NOT EXISTS anywhere (an object that already exists
 #     belongs to whoever made it; the script must fail instead of adopting it),
-#     except CREATE OR REPLACE FUNCTION of sessmgr's own schemas in an update
-#     script (PostgreSQL refuses to replace a function that is not already a
-#     member of the extension);
+#     except CREATE OR REPLACE FUNCTION or VIEW in sessmgr's own schemas in an
+#     update script (PostgreSQL refuses to replace an object that is not
+#     already a member of the extension);
 #   - a SECURITY DEFINER function without SET search_path = pg_catalog, pg_temp;
 #   - an operator outside a function body that is not written
 #     OPERATOR(pg_catalog.op): the statements of the script itself run with the
@@ -115,7 +115,7 @@ for my $file (@ARGV)
 		finding($file, $at, "CREATE OR REPLACE: the script must not adopt an existing object")
 		  if $c =~ /\bCREATE\s+OR\s+REPLACE\b/i
 		  && !($file =~ /^sessmgr--[^-]+--[^-]+\.sql$/
-			&& $c =~ /^\s*CREATE\s+OR\s+REPLACE\s+FUNCTION\s+sessmgr(?:_api)?\.\w+\s*\(/i);
+			&& $c =~ /^\s*CREATE\s+OR\s+REPLACE\s+(?:FUNCTION\s+sessmgr(?:_api)?\.\w+\s*\(|VIEW\s+sessmgr\.\w+\s)/i);
 		finding($file, $at, "IF NOT EXISTS: the script must not adopt an existing object")
 		  if $c =~ /\bIF\s+NOT\s+EXISTS\b/i;
 

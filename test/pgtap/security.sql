@@ -9,7 +9,7 @@
 -- other role can create in them, and they hold nothing that is not the
 -- extension's.  The scripts themselves are linted by test/check_scripts.sh.
 BEGIN;
-SELECT plan(18);
+SELECT plan(19);
 
 CREATE TEMP VIEW sec_ext AS
 SELECT e.oid, e.extnamespace FROM pg_extension e WHERE e.extname = 'sessmgr';
@@ -128,17 +128,29 @@ SELECT is_empty(
 ------------------------------------------------------------------------------
 -- Nothing for PUBLIC
 ------------------------------------------------------------------------------
+-- the one exception, meant for everyone: the live-session predicate the views
+-- call with their reader's rights (a pure SQL expression over its arguments)
+CREATE TEMP VIEW sec_public_ok AS
+SELECT 'sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz)'::regprocedure AS oid;
 SELECT is_empty(
     $$SELECT fn FROM sec_functions
-       WHERE proacl IS NULL
-          OR EXISTS (SELECT 1 FROM aclexplode(proacl) a
-                      WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')$$,
-    'no function of the extension is executable by PUBLIC');
+       WHERE (proacl IS NULL
+              OR EXISTS (SELECT 1 FROM aclexplode(proacl) a
+                          WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'))
+         AND oid NOT IN (SELECT oid FROM sec_public_ok)$$,
+    'no function of the extension but session_is_live is executable by PUBLIC');
 CREATE ROLE sessmgr_tap_sec_nobody NOLOGIN;
 SELECT is_empty(
     $$SELECT fn FROM sec_functions
-       WHERE has_function_privilege('sessmgr_tap_sec_nobody', oid, 'EXECUTE')$$,
-    'a role without grants can execute none of them');
+       WHERE has_function_privilege('sessmgr_tap_sec_nobody', oid, 'EXECUTE')
+         AND oid NOT IN (SELECT oid FROM sec_public_ok)$$,
+    'a role without grants can execute none of them but session_is_live');
+SELECT results_eq(
+    $$SELECT p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'sql'), p.provolatile, p.prosecdef, p.proconfig IS NULL,
+             pg_get_functiondef(p.oid) !~* '\m(from|select|sessmgr\.sessions)\M'
+        FROM pg_proc p WHERE p.oid IN (SELECT oid FROM sec_public_ok)$$,
+    $$VALUES (true, 's'::"char", false, true, true)$$,
+    'session_is_live is a plain SQL expression: STABLE, not SECURITY DEFINER, reading no table');
 SELECT is_empty(
     $$SELECT c.oid::regclass, a.privilege_type
         FROM pg_class c

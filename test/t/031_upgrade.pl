@@ -528,6 +528,16 @@ $pre->disconnect;
 
 my $default_version = $node->safe_psql('postgres',
 	q{SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'sessmgr'});
+# between "make install" and the update, the new library refuses the old
+# tables with a message that says what to do, instead of failing half way
+{
+	my $between = connect_db('postgres');
+	like(error_of($between, q{SELECT * FROM sessmgr.issue('between')}),
+		qr/sessmgr library version \Q$default_version\E does not match the installed extension version 0\.1\.0/,
+		'before the update, the new library refuses to work on the 0.1.0 tables');
+	$between->disconnect;
+}
+
 my $upd = connect_db('postgres');
 is(one($upd, q{SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sessmgr'}), '0.1.0',
 	'before the update: version 0.1.0');
