@@ -164,6 +164,35 @@ REVOKE ALL ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timesta
 GRANT EXECUTE ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) TO PUBLIC;
 
 -- the view and stats() judge liveness with it (same columns, same results)
+ALTER TABLE sessmgr.sessions
+    ADD COLUMN device             text,
+    ADD COLUMN browser            text,
+    ADD COLUMN os                 text,
+    ADD COLUMN device_type        text,
+    ADD COLUMN country_code       text,
+    ADD COLUMN country            text,
+    ADD COLUMN region             text,
+    ADD COLUMN city               text,
+    ADD COLUMN latitude           double precision,
+    ADD COLUMN longitude          double precision,
+    ADD COLUMN accuracy_radius_km integer,
+    ADD COLUMN asn                bigint;
+
+ALTER TABLE sessmgr.session_events
+    ADD COLUMN user_agent         text,
+    ADD COLUMN device             text,
+    ADD COLUMN browser            text,
+    ADD COLUMN os                 text,
+    ADD COLUMN device_type        text,
+    ADD COLUMN country_code       text,
+    ADD COLUMN country            text,
+    ADD COLUMN region             text,
+    ADD COLUMN city               text,
+    ADD COLUMN latitude           double precision,
+    ADD COLUMN longitude          double precision,
+    ADD COLUMN accuracy_radius_km integer,
+    ADD COLUMN asn                bigint;
+
 CREATE OR REPLACE VIEW sessmgr.active_sessions AS
 SELECT s.id,
        s.user_id,
@@ -175,7 +204,13 @@ SELECT s.id,
        s.remember AS is_remembered,
        s.created_at,
        s.last_active_at,
-       s.expires_at
+       s.expires_at,
+       s.device,
+       s.browser,
+       s.os,
+       s.device_type,
+       s.country_code,
+       s.city
   FROM sessmgr.sessions s
  WHERE sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
                                s.idle_timeout, pg_catalog.now());
@@ -281,3 +316,73 @@ BEGIN
     notification_queue_usage := pg_notification_queue_usage();
 END
 $$;
+
+/*
+ * Listings show each session's device and place.  A function's result type
+ * cannot change in place: list_sessions and my_sessions are re-created, with
+ * the grants the DBA made on the old ones written straight into the catalog
+ * (pg_init_privs keeps the extension's own, as on install).
+ */
+ALTER FUNCTION sessmgr.list_sessions(text, uuid) RENAME TO list_sessions_0_1_0;
+ALTER FUNCTION sessmgr_api.my_sessions() RENAME TO my_sessions_0_1_0;
+
+CREATE FUNCTION sessmgr.list_sessions(user_id text, current_session uuid DEFAULT NULL)
+RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location text,
+               created_at timestamptz, last_active_at timestamptz,
+               expires_at timestamptz, is_current boolean, is_remembered boolean,
+               device text, browser text, os text, device_type text,
+               country_code text, city text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.id, a.device_name, a.user_agent, a.ip, a.location,
+           a.created_at, a.last_active_at, a.expires_at,
+           coalesce(a.id OPERATOR(pg_catalog.=) $2, false),
+           a.is_remembered,
+           a.device, a.browser, a.os, a.device_type, a.country_code, a.city
+      FROM sessmgr.active_sessions a
+     WHERE a.user_id OPERATOR(pg_catalog.=) $1
+     ORDER BY a.last_active_at DESC, a.created_at DESC, a.id
+$$;
+
+COMMENT ON FUNCTION sessmgr.list_sessions(text, uuid) IS
+    'A user''s active sessions, most recently active first, the current one marked.';
+
+REVOKE ALL ON FUNCTION sessmgr.list_sessions(text, uuid) FROM PUBLIC;
+
+UPDATE pg_catalog.pg_proc
+   SET proacl = (SELECT o.proacl FROM pg_catalog.pg_proc o
+                  WHERE o.oid OPERATOR(pg_catalog.=)
+                        'sessmgr.list_sessions_0_1_0(text, uuid)'::pg_catalog.regprocedure)
+ WHERE oid OPERATOR(pg_catalog.=) 'sessmgr.list_sessions(text, uuid)'::pg_catalog.regprocedure;
+
+DROP FUNCTION sessmgr.list_sessions_0_1_0(text, uuid);
+
+CREATE FUNCTION sessmgr_api.my_sessions()
+RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location text,
+               created_at timestamptz, last_active_at timestamptz,
+               expires_at timestamptz, is_current boolean, is_remembered boolean,
+               device text, browser text, os text, device_type text,
+               country_code text, city text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.require_session();
+BEGIN
+    RETURN QUERY SELECT * FROM sessmgr.list_sessions(sessmgr.current_user_id(), sid);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.my_sessions() IS
+    'GET /rpc/my_sessions: the caller''s active sessions, this one marked.';
+
+REVOKE ALL ON FUNCTION sessmgr_api.my_sessions() FROM PUBLIC;
+
+UPDATE pg_catalog.pg_proc
+   SET proacl = (SELECT o.proacl FROM pg_catalog.pg_proc o
+                  WHERE o.oid OPERATOR(pg_catalog.=)
+                        'sessmgr_api.my_sessions_0_1_0()'::pg_catalog.regprocedure)
+ WHERE oid OPERATOR(pg_catalog.=) 'sessmgr_api.my_sessions()'::pg_catalog.regprocedure;
+
+DROP FUNCTION sessmgr_api.my_sessions_0_1_0();

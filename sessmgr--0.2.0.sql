@@ -65,6 +65,20 @@ CREATE TABLE sessmgr.sessions (
     ip              inet,
     location        text,
     metadata        jsonb       NOT NULL DEFAULT '{}',
+    -- derived at issuance from the user agent and the address (src/useragent.c,
+    -- src/geoip.c); NULL where unknown
+    device             text,
+    browser            text,
+    os                 text,
+    device_type        text,
+    country_code       text,
+    country            text,
+    region             text,
+    city               text,
+    latitude           double precision,
+    longitude          double precision,
+    accuracy_radius_km integer,
+    asn                bigint,
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_token_hash_check
         CHECK (pg_catalog.octet_length(token_hash) OPERATOR(pg_catalog.=) 32),
@@ -126,6 +140,20 @@ CREATE TABLE sessmgr.session_events (
     actor       name        NOT NULL,
     ip          inet,
     actor_user_id text,
+    -- an issue event's device and place, so that history outlives the session
+    user_agent         text,
+    device             text,
+    browser            text,
+    os                 text,
+    device_type        text,
+    country_code       text,
+    country            text,
+    region             text,
+    city               text,
+    latitude           double precision,
+    longitude          double precision,
+    accuracy_radius_km integer,
+    asn                bigint,
     CONSTRAINT session_events_pkey PRIMARY KEY (id),
     CONSTRAINT session_events_event_check
         CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict']::text[]))
@@ -292,7 +320,13 @@ SELECT s.id,
        s.remember AS is_remembered,
        s.created_at,
        s.last_active_at,
-       s.expires_at
+       s.expires_at,
+       s.device,
+       s.browser,
+       s.os,
+       s.device_type,
+       s.country_code,
+       s.city
   FROM sessmgr.sessions s
  WHERE sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
                                s.idle_timeout, pg_catalog.now());
@@ -303,14 +337,17 @@ COMMENT ON VIEW sessmgr.active_sessions IS
 CREATE FUNCTION sessmgr.list_sessions(user_id text, current_session uuid DEFAULT NULL)
 RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location text,
                created_at timestamptz, last_active_at timestamptz,
-               expires_at timestamptz, is_current boolean, is_remembered boolean)
+               expires_at timestamptz, is_current boolean, is_remembered boolean,
+               device text, browser text, os text, device_type text,
+               country_code text, city text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT a.id, a.device_name, a.user_agent, a.ip, a.location,
            a.created_at, a.last_active_at, a.expires_at,
            coalesce(a.id OPERATOR(pg_catalog.=) $2, false),
-           a.is_remembered
+           a.is_remembered,
+           a.device, a.browser, a.os, a.device_type, a.country_code, a.city
       FROM sessmgr.active_sessions a
      WHERE a.user_id OPERATOR(pg_catalog.=) $1
      ORDER BY a.last_active_at DESC, a.created_at DESC, a.id
@@ -873,7 +910,9 @@ COMMENT ON FUNCTION sessmgr_api.logout(text) IS
 CREATE FUNCTION sessmgr_api.my_sessions()
 RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location text,
                created_at timestamptz, last_active_at timestamptz,
-               expires_at timestamptz, is_current boolean, is_remembered boolean)
+               expires_at timestamptz, is_current boolean, is_remembered boolean,
+               device text, browser text, os text, device_type text,
+               country_code text, city text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$

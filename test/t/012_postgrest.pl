@@ -481,7 +481,8 @@ is_deeply(
 	is_deeply([ sort map { $_->{id} } @rows ], [ sort map { $_->{sid} } $laptop, $phone, $tablet ],
 		'my_sessions: the three devices');
 	is_deeply([ sort keys %{ $rows[0] // {} } ],
-		[ sort qw(id device_name user_agent ip location created_at last_active_at expires_at is_current is_remembered) ],
+		[ sort qw(id device_name user_agent ip location created_at last_active_at expires_at is_current is_remembered
+		          device browser os device_type country_code city) ],
 		'my_sessions: the documented columns');
 	is_deeply([ map { $_->{id} } grep { $_->{is_current} } @rows ], [ $laptop->{sid} ],
 		'my_sessions: exactly one is_current, the caller\'s');
