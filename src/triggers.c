@@ -315,6 +315,14 @@ notify_ended(const char *event, Datum session_id, Datum user_id, Datum reason)
  * the user of the session it had authenticated with, if any, and announce
  * an ending (see notify_ended).
  */
+/* the columns an issue event copies from its session, after the first seven */
+static const char *const issue_columns[] = {
+	"user_agent", "device", "browser", "os", "device_type", "country_code",
+	"country", "region", "city", "latitude", "longitude", "accuracy_radius_km", "asn"
+};
+
+#define AUDIT_NARGS (7 + lengthof(issue_columns))
+
 PG_FUNCTION_INFO_V1(sessmgr_sessions_audit);
 Datum
 sessmgr_sessions_audit(PG_FUNCTION_ARGS)
@@ -323,9 +331,14 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = check_trigger_call(fcinfo, "sessions_audit");
 	Relation	rel = trigdata->tg_relation;
 	HeapTuple	tuple;
-	Oid			types[7] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, NAMEOID, INETOID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[AUDIT_NARGS] = {
+		TEXTOID, UUIDOID, TEXTOID, TEXTOID, NAMEOID, INETOID, TEXTOID,
+		/* an issue's user agent, device and place */
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, FLOAT8OID, FLOAT8OID, INT4OID, INT8OID
+	};
+	Datum		values[AUDIT_NARGS];
+	char		nulls[AUDIT_NARGS];
 	const char *event;
 	const char *actor_user_id = SessmgrIdentityUserId();
 	bool		isnull;
@@ -339,12 +352,18 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 	if (SessmgrLoadingByCopy(rel))
 		return PointerGetDatum(NULL);
 
+	memset(nulls, ' ', sizeof(nulls));
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
 		tuple = trigdata->tg_trigtuple;
 		event = "issue";
 		values[3] = (Datum) 0;
 		nulls[3] = 'n';
+		for (size_t i = 0; i < lengthof(issue_columns); i++)
+		{
+			values[7 + i] = get_attr(tuple, rel, issue_columns[i], &isnull);
+			nulls[7 + i] = isnull ? 'n' : ' ';
+		}
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
@@ -356,6 +375,11 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 			return PointerGetDatum(NULL);	/* not an ending */
 		event = strcmp(TextDatumGetCString(reason), "cap") == 0 ? "evict" : "revoke";
 		values[3] = reason;
+		for (size_t i = 0; i < lengthof(issue_columns); i++)
+		{
+			values[7 + i] = (Datum) 0;
+			nulls[7 + i] = 'n';
+		}
 	}
 	else
 		elog(ERROR, "sessions_audit must be fired AFTER INSERT or UPDATE");
@@ -377,9 +401,12 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 
 	SessmgrRunAsOwner(&plan,
 					  "INSERT INTO sessmgr.session_events"
-					  " (event, session_id, user_id, reason, actor, ip, actor_user_id)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-					  7, types, values, nulls, SPI_OK_INSERT);
+					  " (event, session_id, user_id, reason, actor, ip, actor_user_id,"
+					  "  user_agent, device, browser, os, device_type, country_code,"
+					  "  country, region, city, latitude, longitude, accuracy_radius_km, asn)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+					  "         $14, $15, $16, $17, $18, $19, $20)",
+					  AUDIT_NARGS, types, values, nulls, SPI_OK_INSERT);
 
 	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		notify_ended(event, values[1], values[2], values[3]);
