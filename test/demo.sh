@@ -20,6 +20,6 @@ sessmgr_log "demo: running test/demo.sql"
 # demo.sql prints a UTF-8 ellipsis; keep the table columns aligned whatever the locale.
 PGCLIENTENCODING=UTF8 sessmgr_psql -f test/demo.sql
 
-# the same flow over HTTP, through the real PostgREST (README, section PostgREST)
+# the same flow over HTTP, through the real PostgREST (docs/postgrest.md)
 bash test/demo_http.sh
 sessmgr_log "demo: done"

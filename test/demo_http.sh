@@ -4,8 +4,8 @@
 #
 # On the demo's cluster (PGHOST/PGPORT/SESSMGR_TMP from test/lib.sh's
 # sessmgr_cluster_start; run alone, it builds, installs and starts one itself) it
-# creates the database app, applies the code blocks of README.md's "PostgREST"
-# section (database setup, login function, configuration file), adds one user, starts
+# creates the database app, applies the code blocks of docs/postgrest.md
+# (database setup, login function, configuration file), adds one user, starts
 # PostgREST on a free loopback port and shows each curl command with its answer:
 # login, my_sessions, refresh, revoke_other_sessions, logout, and the 401 after it.
 # PostgREST is stopped on exit, whatever happens.
@@ -32,15 +32,14 @@ conf="$pgrst_dir/postgrest.conf"
 log="$pgrst_dir/postgrest.log"
 pgrst_pid=""
 
-# Print the first ```$2 block under "### $1" of README.md's "## PostgREST" section.
+# Print the first ```$2 block under "## $1" of docs/postgrest.md.
 readme_block() {
-	awk -v heading="### $1" -v fence="\`\`\`$2" '
-		/^## / { in_section = ($0 == "## PostgREST") }
-		in_section && /^### / { in_sub = ($0 == heading) }
+	awk -v heading="## $1" -v fence="\`\`\`$2" '
+		/^## / { in_sub = ($0 == heading) }
 		in_sub && !done && $0 == fence { copying = 1; next }
 		copying && $0 == "```" { copying = 0; done = 1 }
 		copying { print }
-	' README.md
+	' docs/postgrest.md
 }
 
 stop_postgrest() {
@@ -77,12 +76,12 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --- the README's database setup and login function ------------------------------------
-sessmgr_log "http demo: CREATE DATABASE app; README's PostgREST database setup and login function"
+# --- docs/postgrest.md's database setup and login function -----------------------------
+sessmgr_log "http demo: CREATE DATABASE app; docs/postgrest.md's database setup and login function"
 for heading in 'Database setup' 'The login function'; do
 	block="$(readme_block "$heading" sql)"
 	if [[ -z "$block" ]]; then
-		sessmgr_err "README.md's PostgREST section has no sql block under \"### $heading\""
+		sessmgr_err "docs/postgrest.md has no sql block under \"## $heading\""
 		exit 1
 	fi
 	if [[ "$heading" == 'Database setup' ]]; then
@@ -90,14 +89,14 @@ for heading in 'Database setup' 'The login function'; do
 	fi
 	printf '%s\n' "$block" | sessmgr_psql -d app -f - >/dev/null
 done
-# the README's way of adding a user
+# docs/postgrest.md's way of adding a user
 sessmgr_psql -d app -v email='alice@example.com' -v password='correct horse' >/dev/null <<'SQL'
 INSERT INTO api.users (email, password_hash)
 VALUES (lower(:'email'), extensions.crypt(:'password', extensions.gen_salt('bf', 8)));
 SQL
 
-# --- the README's configuration file -------------------------------------------------------
-# jwt-secret: the README's psql command; db-uri: this cluster; db-tx-end uncommented
+# --- docs/postgrest.md's configuration file ------------------------------------------------
+# jwt-secret: docs/postgrest.md's psql command; db-uri: this cluster; db-tx-end uncommented
 secret_query="$(readme_block 'PostgREST configuration' sh | sed -n 's/.*-c "\(SELECT [^"]*\)".*/\1/p')"
 secret_line="$(sessmgr_psql -AtX -d app -c "$secret_query")"
 write_config() {
@@ -188,11 +187,11 @@ field() {
 
 export API
 echo
-echo "=== 10. Over HTTP: the real PostgREST in front of sessmgr (README, section PostgREST) ==="
+echo "=== 10. Over HTTP: the real PostgREST in front of sessmgr (docs/postgrest.md) ==="
 echo "API=$API"
 
 echo
-echo "--- log in on the laptop (POST /rpc/login, the README's login function in schema api)"
+echo "--- log in on the laptop (POST /rpc/login, the login function of docs/postgrest.md, in schema api)"
 show 200 'curl -sS -i "$API/rpc/login" -H "Content-Type: application/json" -H "User-Agent: Firefox on the laptop" -H "X-Forwarded-For: 203.0.113.7" -d "{\"email\": \"alice@example.com\", \"password\": \"correct horse\"}"'
 ACCESS="$(field access_token)"
 REFRESH="$(field refresh_token)"

