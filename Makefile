@@ -16,6 +16,7 @@ MODULE_big = sessmgr
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sessmgr--*.sql))
 SHLIB_LINK += -lcrypto
+SHLIB_LINK += -lmaxminddb
 
 # -Wextra's unused-parameter fires on every PG_FUNCTION_ARGS and in the server
 # headers; everything else it reports is fixed, not silenced.

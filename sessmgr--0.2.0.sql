@@ -970,3 +970,43 @@ REVOKE ALL ON SCHEMA sessmgr FROM PUBLIC;
 
 -- the one exception: a pure predicate the views call for whoever reads them
 GRANT EXECUTE ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) TO PUBLIC;
+
+/* ---- places: geolocation ---- */
+
+/*
+ * Where an address is, by the MaxMind DB files of sessmgr.geoip_database
+ * (City or Country) and sessmgr.geoip_asn_database (ASN); docs/places.md.
+ * Always one row: NULLs for what the databases do not know, for NULL and
+ * non-public addresses, and while a file is missing or damaged (a WARNING
+ * says so, once per backend).
+ */
+CREATE FUNCTION sessmgr.geolocate(ip inet)
+RETURNS TABLE (country_code text, country text, region text, city text,
+               latitude double precision, longitude double precision,
+               accuracy_radius_km integer, asn bigint, as_organization text)
+    AS 'MODULE_PATHNAME', 'sessmgr_geolocate'
+    LANGUAGE C STABLE ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.geolocate(inet) IS
+    'Where an address is, by the GeoIP databases (sessmgr.geoip_database, sessmgr.geoip_asn_database); NULLs for what they do not know.';
+
+REVOKE ALL ON FUNCTION sessmgr.geolocate(inet) FROM PUBLIC;
+
+/*
+ * Where the current PostgREST request comes from: behind a CDN
+ * (sessmgr.location_headers, with sessmgr.trusted_proxies > 0) the edge's
+ * location headers, completed by geolocate(ip) where it agrees with them;
+ * otherwise geolocate(ip).  ip is the request's client address,
+ * sessmgr.request_ip().
+ */
+CREATE FUNCTION sessmgr.request_location(ip inet)
+RETURNS TABLE (country_code text, country text, region text, city text,
+               latitude double precision, longitude double precision,
+               accuracy_radius_km integer, asn bigint, as_organization text)
+    AS 'MODULE_PATHNAME', 'sessmgr_request_location'
+    LANGUAGE C STABLE ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.request_location(inet) IS
+    'Where the current request comes from: the CDN''s location headers (sessmgr.location_headers) first, then geolocate(ip).';
+
+REVOKE ALL ON FUNCTION sessmgr.request_location(inet) FROM PUBLIC;

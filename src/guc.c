@@ -35,6 +35,9 @@ char	   *sessmgr_jwt_issuer = NULL;
 int			sessmgr_access_token_ttl = 900;
 int			sessmgr_refresh_grace = 10;
 int			sessmgr_trusted_proxies = 0;
+char	   *sessmgr_geoip_database = NULL;
+char	   *sessmgr_geoip_asn_database = NULL;
+int			sessmgr_location_headers = SESSMGR_LOCATION_HEADERS_NONE;
 
 static const struct config_enum_entry cap_policy_options[] = {
 	{"evict_oldest", SESSMGR_CAP_EVICT_OLDEST, false},
@@ -110,6 +113,27 @@ check_claim_value(char **newval, void **extra, GucSource source)
 	if (*newval != NULL && strlen(*newval) > 256)
 	{
 		GUC_check_errdetail("The value is limited to 256 bytes.");
+		return false;
+	}
+	return true;
+}
+
+/* '' (shown for none) and none: no location headers are read */
+static const struct config_enum_entry location_headers_options[] = {
+	{"", SESSMGR_LOCATION_HEADERS_NONE, true},
+	{"none", SESSMGR_LOCATION_HEADERS_NONE, false},
+	{"cloudflare", SESSMGR_LOCATION_HEADERS_CLOUDFLARE, false},
+	{"cloudfront", SESSMGR_LOCATION_HEADERS_CLOUDFRONT, false},
+	{NULL, 0, false}
+};
+
+/* A file name: empty (none) or a path that fits in MAXPGPATH. */
+static bool
+check_file_path(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) >= MAXPGPATH)
+	{
+		GUC_check_errdetail("The file name is limited to %d bytes.", MAXPGPATH - 1);
 		return false;
 	}
 	return true;
@@ -242,6 +266,31 @@ SessmgrDefineSettings(void)
 							0, 0, 16,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("sessmgr.geoip_database",
+							   "MaxMind DB file (GeoIP2 City or Country layout) that places addresses.",
+							   "Empty: no lookups. A relative path is relative to the data directory. "
+							   "The file is mapped once per backend and again when it is replaced.",
+							   &sessmgr_geoip_database,
+							   "",
+							   PGC_SUSET, 0,
+							   check_file_path, NULL, NULL);
+
+	DefineCustomStringVariable("sessmgr.geoip_asn_database",
+							   "MaxMind DB file (GeoLite2 ASN layout) that gives an address's autonomous system.",
+							   "Empty: no lookups.",
+							   &sessmgr_geoip_asn_database,
+							   "",
+							   PGC_SUSET, 0,
+							   check_file_path, NULL, NULL);
+
+	DefineCustomEnumVariable("sessmgr.location_headers",
+							 "Take a request's place from the location headers of this CDN.",
+							 "cloudflare or cloudfront; read only when sessmgr.trusted_proxies > 0.",
+							 &sessmgr_location_headers,
+							 SESSMGR_LOCATION_HEADERS_NONE, location_headers_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("sessmgr");
 }

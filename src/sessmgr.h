@@ -20,6 +20,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "utils/inet.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -64,6 +65,17 @@ extern char *sessmgr_jwt_issuer;
 extern int	sessmgr_access_token_ttl;
 extern int	sessmgr_refresh_grace;
 extern int	sessmgr_trusted_proxies;
+extern char *sessmgr_geoip_database;
+extern char *sessmgr_geoip_asn_database;
+extern int	sessmgr_location_headers;
+
+/* sessmgr.location_headers: whose location headers a request's place comes from */
+typedef enum SessmgrLocationHeaders
+{
+	SESSMGR_LOCATION_HEADERS_NONE,
+	SESSMGR_LOCATION_HEADERS_CLOUDFLARE,
+	SESSMGR_LOCATION_HEADERS_CLOUDFRONT
+} SessmgrLocationHeaders;
 
 extern void SessmgrDefineSettings(void);
 extern void SessmgrCheckSettings(bool remember);
@@ -187,6 +199,24 @@ extern char *SessmgrJwtVerify(const char *s, int len, JwtFields *claims,
 
 /* refresh.c */
 extern bool SessmgrGenWasRetired(const pg_uuid_t *id, int64 gen);
+
+/* geoip.c: where an address is (NULL fields, -1 numbers: unknown) */
+typedef struct SessmgrPlace
+{
+	char	   *country_code;
+	char	   *country;
+	char	   *region;
+	char	   *city;
+	bool		has_coordinates;
+	double		latitude;
+	double		longitude;
+	int			accuracy_radius_km;
+	int64		asn;
+	char	   *as_organization;
+} SessmgrPlace;
+
+extern void SessmgrGeolocate(const inet *ip, SessmgrPlace *place);
+extern void SessmgrLocateRequest(const inet *ip, SessmgrPlace *place);
 
 /* identity.c */
 extern void SessmgrIdentityInit(void);

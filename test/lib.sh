@@ -35,6 +35,8 @@ SESSMGR_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libdbd-pg-perl libcrypt-jwt-perl
 	pgbouncer make gcc curl
+	# libmaxminddb for src/geoip.c; the MaxMind DB writer and mmdblookup for test/make_geoip_db.pl
+	libmaxminddb-dev libmaxmind-db-writer-perl mmdb-bin
 )
 
 _SESSMGR_DIRS=()         # temp dirs of the clusters started by this shell
