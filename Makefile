@@ -16,6 +16,7 @@ MODULE_big = sessmgr
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sessmgr--*.sql))
 SHLIB_LINK += -lcrypto
+SHLIB_LINK += -lpcre2-8 -lyaml
 SHLIB_LINK += -lmaxminddb
 
 # -Wextra's unused-parameter fires on every PG_FUNCTION_ARGS and in the server
@@ -43,6 +44,7 @@ endif
 
 # every object depends on the shared headers (PGXS tracks no header dependencies)
 $(OBJS): src/sessmgr.h src/parse.h
+src/uarules.o src/uadevice.o src/useragent.o: src/useragent.h
 
 .PHONY: demo test bench fuzz
 

@@ -426,3 +426,39 @@ COMMENT ON FUNCTION sessmgr.request_location(inet) IS
     'Where the current request comes from: the CDN''s location headers (sessmgr.location_headers) first, then geolocate(ip).';
 
 REVOKE ALL ON FUNCTION sessmgr.request_location(inet) FROM PUBLIC;
+
+/* ---- devices: user agents ---- */
+
+/*
+ * What a user agent is, by uap-core's rules (sessmgr.user_agent_regexes),
+ * refined by User-Agent Client Hints (an object of the sec-ch-ua* request
+ * headers, lower-case names, values as sent); docs/devices.md.  Always one
+ * row: "Other" for NULL, empty, oversized (over 2048 bytes) or unknown user
+ * agents; malformed hints are ignored.
+ */
+CREATE FUNCTION sessmgr.parse_user_agent(user_agent text, client_hints jsonb DEFAULT NULL)
+RETURNS TABLE (browser text, browser_version text, os text, os_version text,
+               device text, device_type text, label text)
+    AS 'MODULE_PATHNAME', 'sessmgr_parse_user_agent'
+    LANGUAGE C STABLE PARALLEL SAFE ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.parse_user_agent(text, jsonb) IS
+    'Browser, OS, device, device type and a label ("Chrome 120 on Windows") of a user agent, by uap-core''s rules and the client hints.';
+
+REVOKE ALL ON FUNCTION sessmgr.parse_user_agent(text, jsonb) FROM PUBLIC;
+
+/*
+ * Derive the device and the place of every live session again, after
+ * uap-core's rules or the GeoIP databases were updated: a batch per
+ * transaction, skipping rows somebody has locked (src/devices.c).
+ */
+CREATE PROCEDURE sessmgr.refresh_devices(
+    batch_size             integer DEFAULT 1000,
+    INOUT sessions_updated bigint  DEFAULT NULL)
+    AS 'MODULE_PATHNAME', 'sessmgr_refresh_devices'
+    LANGUAGE C;
+
+COMMENT ON PROCEDURE sessmgr.refresh_devices(integer, bigint) IS
+    'Derive the device and the place of every live session again, in batches; administrators only.';
+
+REVOKE ALL ON PROCEDURE sessmgr.refresh_devices(integer, bigint) FROM PUBLIC;

@@ -5,8 +5,9 @@
 #   bash fuzz/run.sh replay [target...]   build, then run the checked-in corpus once (make test)
 #   bash fuzz/run.sh build                only build
 #
-# Targets: token base64url uuid claims jwt (fuzz/fuzz_<target>.c). Each is built with
-# clang -fsanitize=fuzzer,address,undefined against src/parse.c compiled with FRONTEND
+# Targets: token base64url uuid claims jwt useragent client_hints (fuzz/fuzz_<target>.c).
+# Each is built with clang -fsanitize=fuzzer,address,undefined against src/parse.c (and the
+# user agent parsers src/uarules.c, src/uadevice.c with PCRE2 and libyaml) compiled with FRONTEND
 # and libpgcommon/libpgport from postgresql-server-dev-15.
 #
 # fuzz: inputs that add coverage go to fuzz/build/corpus/<target> (the checked-in seeds
@@ -21,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=test/lib.sh
 source test/lib.sh
 
-ALL_TARGETS=(token base64url uuid claims jwt)
+ALL_TARGETS=(token base64url uuid claims jwt useragent client_hints)
 BUILD="${FUZZ_BUILD:-fuzz/build}"
 CC="${FUZZ_CC:-clang-14}"
 
@@ -34,7 +35,7 @@ usage() {
 # Install clang and its fuzzer/sanitizer runtimes when missing (and the server headers).
 ensure_toolchain() {
 	# shellcheck disable=SC2034  # read by sessmgr_ensure_packages
-	SESSMGR_PACKAGES=(clang-14 libclang-rt-14-dev postgresql-server-dev-15)
+	SESSMGR_PACKAGES=(clang-14 libclang-rt-14-dev postgresql-server-dev-15 libpcre2-dev libyaml-dev uap-core)
 	sessmgr_ensure_packages
 }
 
@@ -51,7 +52,8 @@ build() {
 		-DFRONTEND -Isrc -Ifuzz -I"$inc")
 	for t in "${ALL_TARGETS[@]}"; do
 		"$CC" "${flags[@]}" -o "$BUILD/fuzz_$t" "fuzz/fuzz_$t.c" fuzz/fuzz_common.c src/parse.c \
-			"$pkglib/libpgcommon.a" "$pkglib/libpgport.a" -lm
+			src/uarules.c src/uadevice.c \
+			"$pkglib/libpgcommon.a" "$pkglib/libpgport.a" -lpcre2-8 -lyaml -lm
 	done
 	sessmgr_log "fuzz: built ${ALL_TARGETS[*]} in $BUILD"
 }
@@ -63,6 +65,8 @@ target_flags() {
 	jwt) echo "-max_len=8192 -dict=fuzz/dict/jwt.dict" ;;
 	token | uuid) echo "-max_len=256" ;;
 	base64url) echo "-max_len=1024" ;;
+	useragent) echo "-max_len=2100" ;;
+	client_hints) echo "-max_len=4096" ;;
 	esac
 }
 

@@ -35,6 +35,8 @@ char	   *sessmgr_jwt_issuer = NULL;
 int			sessmgr_access_token_ttl = 900;
 int			sessmgr_refresh_grace = 10;
 int			sessmgr_trusted_proxies = 0;
+char	   *sessmgr_user_agent_regexes = NULL;
+int			sessmgr_user_agent_cache_size = 4096;
 char	   *sessmgr_geoip_database = NULL;
 char	   *sessmgr_geoip_asn_database = NULL;
 int			sessmgr_location_headers = SESSMGR_LOCATION_HEADERS_NONE;
@@ -130,6 +132,18 @@ static const struct config_enum_entry location_headers_options[] = {
 /* A file name: empty (none) or a path that fits in MAXPGPATH. */
 static bool
 check_file_path(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) >= MAXPGPATH)
+	{
+		GUC_check_errdetail("The file name is limited to %d bytes.", MAXPGPATH - 1);
+		return false;
+	}
+	return true;
+}
+
+/* The rules file: empty (no parsing) or a path that fits in MAXPGPATH. */
+static bool
+check_user_agent_regexes(char **newval, void **extra, GucSource source)
 {
 	if (*newval != NULL && strlen(*newval) >= MAXPGPATH)
 	{
@@ -291,6 +305,23 @@ SessmgrDefineSettings(void)
 							 SESSMGR_LOCATION_HEADERS_NONE, location_headers_options,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("sessmgr.user_agent_regexes",
+							   "uap-core's regexes.yaml: the rules sessmgr.parse_user_agent applies.",
+							   "Empty: no parsing. Read on a backend's first parse, and again when the "
+							   "file is replaced.",
+							   &sessmgr_user_agent_regexes,
+							   "/usr/share/uap-core/regexes.yaml",
+							   PGC_SUSET, 0,
+							   check_user_agent_regexes, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.user_agent_cache_size",
+							"Parsed user agents each backend remembers.",
+							"0 turns the cache off.",
+							&sessmgr_user_agent_cache_size,
+							4096, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("sessmgr");
 }

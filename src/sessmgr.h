@@ -21,6 +21,7 @@
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/inet.h"
+#include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -65,6 +66,8 @@ extern char *sessmgr_jwt_issuer;
 extern int	sessmgr_access_token_ttl;
 extern int	sessmgr_refresh_grace;
 extern int	sessmgr_trusted_proxies;
+extern char *sessmgr_user_agent_regexes;
+extern int	sessmgr_user_agent_cache_size;
 extern char *sessmgr_geoip_database;
 extern char *sessmgr_geoip_asn_database;
 extern int	sessmgr_location_headers;
@@ -199,6 +202,21 @@ extern char *SessmgrJwtVerify(const char *s, int len, JwtFields *claims,
 
 /* refresh.c */
 extern bool SessmgrGenWasRetired(const pg_uuid_t *id, int64 gen);
+
+/* useragent.c: what a person recognises a device by (NULL fields: unknown) */
+typedef struct SessmgrDevice
+{
+	char	   *browser;
+	char	   *browser_version;
+	char	   *os;
+	char	   *os_version;
+	char	   *device;
+	char	   *device_type;	/* desktop, mobile, tablet, bot or other */
+	char	   *label;			/* "Chrome 120 on Windows" */
+} SessmgrDevice;
+
+extern bool SessmgrDescribeUserAgent(const char *user_agent, int len, Jsonb *client_hints,
+									 SessmgrDevice *device);
 
 /* geoip.c: where an address is (NULL fields, -1 numbers: unknown) */
 typedef struct SessmgrPlace

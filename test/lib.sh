@@ -35,6 +35,9 @@ SESSMGR_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libdbd-pg-perl libcrypt-jwt-perl
 	pgbouncer make gcc curl
+	# PCRE2, libyaml and uap-core's rules for src/useragent.c; the YAML reader for its
+	# test (test/t/060_user_agents.pl) and Python's ua_parser for its bench
+	libpcre2-dev libyaml-dev uap-core libyaml-libyaml-perl python3-ua-parser
 	# libmaxminddb for src/geoip.c; the MaxMind DB writer and mmdblookup for test/make_geoip_db.pl
 	libmaxminddb-dev libmaxmind-db-writer-perl mmdb-bin
 )
