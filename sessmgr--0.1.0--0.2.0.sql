@@ -176,7 +176,8 @@ ALTER TABLE sessmgr.sessions
     ADD COLUMN latitude           double precision,
     ADD COLUMN longitude          double precision,
     ADD COLUMN accuracy_radius_km integer,
-    ADD COLUMN asn                bigint;
+    ADD COLUMN asn                bigint,
+    ADD COLUMN client_hints       jsonb;
 
 ALTER TABLE sessmgr.session_events
     ADD COLUMN user_agent         text,
@@ -386,6 +387,75 @@ UPDATE pg_catalog.pg_proc
  WHERE oid OPERATOR(pg_catalog.=) 'sessmgr_api.my_sessions()'::pg_catalog.regprocedure;
 
 DROP FUNCTION sessmgr_api.my_sessions_0_1_0();
+
+/*
+ * issue() takes the request's User-Agent Client Hints (client_hints), for the
+ * device it derives at issuance.  Re-created under its new signature with the
+ * grants the DBA made on the old one; issue_from_request passes the hints.
+ */
+ALTER FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb) RENAME TO issue_0_1_0;
+
+CREATE FUNCTION sessmgr.issue(
+    user_id      text,
+    device_name  text    DEFAULT NULL,
+    user_agent   text    DEFAULT NULL,
+    ip           inet    DEFAULT NULL,
+    location     text    DEFAULT NULL,
+    remember     boolean DEFAULT false,
+    metadata     jsonb   DEFAULT '{}',
+    client_hints jsonb   DEFAULT NULL)
+RETURNS TABLE (session_id uuid, token text, expires_at timestamptz, access_token text)
+    AS 'MODULE_PATHNAME', 'sessmgr_issue'
+    LANGUAGE C VOLATILE ROWS 1;
+
+COMMENT ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb) IS
+    'Issue a session for an authenticated user, with its device and place; returns its token (once) and an access token.';
+
+REVOKE ALL ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb) FROM PUBLIC;
+
+UPDATE pg_catalog.pg_proc
+   SET proacl = (SELECT o.proacl FROM pg_catalog.pg_proc o
+                  WHERE o.oid OPERATOR(pg_catalog.=)
+                        'sessmgr.issue_0_1_0(text, text, text, inet, text, boolean, jsonb)'::pg_catalog.regprocedure)
+ WHERE oid OPERATOR(pg_catalog.=)
+       'sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb)'::pg_catalog.regprocedure;
+
+DROP FUNCTION sessmgr.issue_0_1_0(text, text, text, inet, text, boolean, jsonb);
+
+CREATE OR REPLACE FUNCTION sessmgr.issue_from_request(user_id text, remember boolean DEFAULT false,
+                                           device_name text DEFAULT NULL,
+                                           location text DEFAULT NULL,
+                                           cookie boolean DEFAULT false,
+                                           metadata jsonb DEFAULT '{}')
+RETURNS json
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    headers jsonb := nullif(current_setting('request.headers', true), '')::jsonb;
+    ua text := headers ->> 'user-agent';
+    -- User-Agent Client Hints, as sent (sessmgr.parse_user_agent reads them)
+    hints jsonb := nullif(jsonb_strip_nulls(jsonb_build_object(
+        'sec-ch-ua', headers -> 'sec-ch-ua',
+        'sec-ch-ua-mobile', headers -> 'sec-ch-ua-mobile',
+        'sec-ch-ua-platform', headers -> 'sec-ch-ua-platform',
+        'sec-ch-ua-platform-version', headers -> 'sec-ch-ua-platform-version')), '{}');
+BEGIN
+    -- a user agent over the column's 2048 bytes is cut, on a character boundary
+    ua := left(ua, 2048);
+    WHILE octet_length(ua) OPERATOR(pg_catalog.>) 2048 LOOP
+        ua := left(ua, -greatest(1, (octet_length(ua) OPERATOR(pg_catalog.-) 2048)
+                                    OPERATOR(pg_catalog./) 4));
+    END LOOP;
+    SELECT * INTO s
+      FROM sessmgr.issue(issue_from_request.user_id, issue_from_request.device_name, ua,
+                         sessmgr.request_ip(), issue_from_request.location,
+                         issue_from_request.remember, issue_from_request.metadata, hints);
+    RETURN sessmgr.session_response(s.session_id, s.token, s.access_token, s.expires_at,
+                                    issue_from_request.cookie);
+END
+$$;
 
 /* ---- places: geolocation ---- */
 

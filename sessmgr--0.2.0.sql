@@ -79,6 +79,8 @@ CREATE TABLE sessmgr.sessions (
     longitude          double precision,
     accuracy_radius_km integer,
     asn                bigint,
+    -- the User-Agent Client Hints the session was issued with, for refresh_devices
+    client_hints       jsonb,
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_token_hash_check
         CHECK (pg_catalog.octet_length(token_hash) OPERATOR(pg_catalog.=) 32),
@@ -211,19 +213,20 @@ CREATE TRIGGER sessions_audit_end
 /* The API. */
 
 CREATE FUNCTION sessmgr.issue(
-    user_id     text,
-    device_name text    DEFAULT NULL,
-    user_agent  text    DEFAULT NULL,
-    ip          inet    DEFAULT NULL,
-    location    text    DEFAULT NULL,
-    remember    boolean DEFAULT false,
-    metadata    jsonb   DEFAULT '{}')
+    user_id      text,
+    device_name  text    DEFAULT NULL,
+    user_agent   text    DEFAULT NULL,
+    ip           inet    DEFAULT NULL,
+    location     text    DEFAULT NULL,
+    remember     boolean DEFAULT false,
+    metadata     jsonb   DEFAULT '{}',
+    client_hints jsonb   DEFAULT NULL)
 RETURNS TABLE (session_id uuid, token text, expires_at timestamptz, access_token text)
     AS 'MODULE_PATHNAME', 'sessmgr_issue'
     LANGUAGE C VOLATILE ROWS 1;
 
-COMMENT ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb) IS
-    'Issue a session for an authenticated user; returns its token (once) and an access token.';
+COMMENT ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb) IS
+    'Issue a session for an authenticated user, with its device and place; returns its token (once) and an access token.';
 
 CREATE FUNCTION sessmgr.validate(token text)
 RETURNS TABLE (session_id uuid, user_id text, expires_at timestamptz)
@@ -780,7 +783,14 @@ RETURNS json
 AS $$
 DECLARE
     s record;
-    ua text := nullif(current_setting('request.headers', true), '')::json ->> 'user-agent';
+    headers jsonb := nullif(current_setting('request.headers', true), '')::jsonb;
+    ua text := headers ->> 'user-agent';
+    -- User-Agent Client Hints, as sent (sessmgr.parse_user_agent reads them)
+    hints jsonb := nullif(jsonb_strip_nulls(jsonb_build_object(
+        'sec-ch-ua', headers -> 'sec-ch-ua',
+        'sec-ch-ua-mobile', headers -> 'sec-ch-ua-mobile',
+        'sec-ch-ua-platform', headers -> 'sec-ch-ua-platform',
+        'sec-ch-ua-platform-version', headers -> 'sec-ch-ua-platform-version')), '{}');
 BEGIN
     -- a user agent over the column's 2048 bytes is cut, on a character boundary
     ua := left(ua, 2048);
@@ -791,7 +801,7 @@ BEGIN
     SELECT * INTO s
       FROM sessmgr.issue(issue_from_request.user_id, issue_from_request.device_name, ua,
                          sessmgr.request_ip(), issue_from_request.location,
-                         issue_from_request.remember, issue_from_request.metadata);
+                         issue_from_request.remember, issue_from_request.metadata, hints);
     RETURN sessmgr.session_response(s.session_id, s.token, s.access_token, s.expires_at,
                                     issue_from_request.cookie);
 END

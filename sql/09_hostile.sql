@@ -408,7 +408,7 @@ SET sessmgr.max_sessions = 2;
 SET sessmgr.cap_policy = 'reject';
 CREATE ROLE sessmgr_regress_copier;
 GRANT USAGE ON SCHEMA sessmgr TO sessmgr_regress_copier;
-GRANT EXECUTE ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb),
+GRANT EXECUTE ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb),
                           sessmgr.revoke_all(text, uuid, text) TO sessmgr_regress_copier;
 GRANT USAGE, CREATE ON SCHEMA hostile TO sessmgr_regress_copier;
 SET ROLE sessmgr_regress_copier;
@@ -450,9 +450,18 @@ DROP FUNCTION hostile.issue_one();
 DROP TABLE hostile.logins;
 DROP FUNCTION hostile.logins_issue();
 REVOKE ALL ON SCHEMA sessmgr, hostile FROM sessmgr_regress_copier;
-REVOKE ALL ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb),
+REVOKE ALL ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb),
                        sessmgr.revoke_all(text, uuid, text) FROM sessmgr_regress_copier;
 DROP ROLE sessmgr_regress_copier;
+
+-- refresh_devices: batch sizes out of range, NULL
+SELECT sqlstate_of('CALL sessmgr.refresh_devices(NULL)') AS null_batch,
+       sqlstate_of('CALL sessmgr.refresh_devices(0)') AS zero_batch,
+       sqlstate_of('CALL sessmgr.refresh_devices(100001)') AS huge_batch;
+-- issue: client hints that are not an object, or too long
+SELECT sqlstate_of($$SELECT sessmgr.issue('hostile-ch', client_hints => '[1]')$$) AS hints_array,
+       sqlstate_of($$SELECT sessmgr.issue('hostile-ch', client_hints => jsonb_build_object('sec-ch-ua', repeat('x', 20000)))$$) AS hints_huge,
+       sqlstate_of($$SELECT sessmgr.issue('hostile-ch', user_agent => repeat('(a+)+', 400), client_hints => '{"sec-ch-ua": "\"x"}')$$) AS bomb_ua;
 
 -- a column renamed (or dropped) by hand: the triggers refuse to read it by a
 -- bad column number

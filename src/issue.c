@@ -21,11 +21,12 @@
 
 #include "sessmgr.h"
 
-#define ISSUE_NARGS 13
+#define ISSUE_NARGS 26
 
 /*
  * sessmgr.issue(user_id text, device_name text, user_agent text, ip inet,
- *				 location text, remember boolean, metadata jsonb)
+ *				 location text, remember boolean, metadata jsonb,
+ *				 client_hints jsonb)
  *	 RETURNS TABLE (session_id uuid, token text, expires_at timestamptz,
  *					access_token text)
  */
@@ -39,7 +40,10 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[ISSUE_NARGS] = {
 		UUIDOID, BYTEAOID, TIMESTAMPTZOID, INTERVALOID, TIMESTAMPTZOID,
-		BOOLOID, TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, JSONBOID, INT8OID
+		BOOLOID, TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, JSONBOID, INT8OID,
+		/* the device and the place */
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		FLOAT8OID, FLOAT8OID, INT4OID, INT8OID, JSONBOID
 	};
 	Datum		values[ISSUE_NARGS];
 	char		nulls[ISSUE_NARGS];
@@ -58,6 +62,9 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	bool		result_nulls[4] = {false, false, false, false};
 	char	   *user_id;
 	TimestampTz access_expires;
+	Jsonb	   *client_hints = NULL;
+	SessmgrDevice device;
+	SessmgrPlace place;
 
 	SessmgrBeginResult(fcinfo);
 
@@ -84,7 +91,21 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 					 errmsg("metadata is too long"),
 					 errdetail("The limit is %d bytes.", SESSMGR_MAX_METADATA_BYTES)));
 	}
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+	{
+		SessmgrCheckText(PG_GETARG_DATUM(7), "client hints", SESSMGR_MAX_METADATA_BYTES);
+		client_hints = PG_GETARG_JSONB_P(7);
+		if (!JB_ROOT_IS_OBJECT(client_hints) || JB_ROOT_IS_SCALAR(client_hints))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("client hints must be a JSON object")));
+	}
 	SessmgrCheckSettings(remember);
+
+	/* what a person recognises the session by: its device and its place */
+	SessmgrDeriveDevicePlace(PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+							 PG_ARGISNULL(3) ? NULL : PG_GETARG_INET_PP(3),
+							 client_hints, &device, &place);
 
 	/* mint the token and the session's lifetimes */
 	SessmgrTokenGenerate(&token);
@@ -128,12 +149,32 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(6);
 	values[12] = Int64GetDatum(token_gen);
 
+	/* the caller's location wins; otherwise "City, Country" from the place */
+	if (PG_ARGISNULL(4))
+	{
+		const char *city = place.city;
+		const char *country = place.country;
+
+		if (city != NULL && country != NULL)
+			SessmgrTextParam(values, nulls, 10, psprintf("%s, %s", city, country));
+		else
+			SessmgrTextParam(values, nulls, 10, city != NULL ? city : country);
+		if (nulls[10] == ' ')
+			SessmgrCheckText(values[10], "location", SESSMGR_MAX_NAME_BYTES);
+	}
+	SessmgrDevicePlaceParams(&device, &place, values, nulls, 13);
+	values[25] = client_hints != NULL ? JsonbPGetDatum(client_hints) : (Datum) 0;
+	nulls[25] = client_hints != NULL ? ' ' : 'n';
+
 	SessmgrRunAsOwner(&plan,
 					  "INSERT INTO sessmgr.sessions"
 					  " (id, token_hash, created_at, last_active_at, idle_timeout,"
 					  "  expires_at, remember, user_id, device_name, user_agent, ip,"
-					  "  location, metadata, token_gen)"
-					  " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+					  "  location, metadata, token_gen, device, browser, os, device_type,"
+					  "  country_code, country, region, city, latitude, longitude,"
+					  "  accuracy_radius_km, asn, client_hints)"
+					  " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+					  "         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)",
 					  ISSUE_NARGS, argtypes, values, nulls, SPI_OK_INSERT);
 
 	user_id = text_to_cstring(PG_GETARG_TEXT_PP(0));

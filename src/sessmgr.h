@@ -236,6 +236,14 @@ typedef struct SessmgrPlace
 extern void SessmgrGeolocate(const inet *ip, SessmgrPlace *place);
 extern void SessmgrLocateRequest(const inet *ip, SessmgrPlace *place);
 
+/* devices.c */
+extern void SessmgrTextParam(Datum *values, char *nulls, int i, const char *s);
+extern const Oid SessmgrDevicePlaceTypes[12];
+extern void SessmgrDevicePlaceParams(const SessmgrDevice *device, const SessmgrPlace *place,
+									 Datum *values, char *nulls, int first);
+extern void SessmgrDeriveDevicePlace(text *user_agent, inet *ip, Jsonb *client_hints,
+									 SessmgrDevice *device, SessmgrPlace *place);
+
 /* identity.c */
 extern void SessmgrIdentityInit(void);
 extern void SessmgrSetIdentity(const char *user_id, const pg_uuid_t *session_id);
