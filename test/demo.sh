@@ -11,7 +11,17 @@ source test/lib.sh
 
 sessmgr_ensure_packages
 sessmgr_build_install
-sessmgr_cluster_start
+
+# a small GeoIP database of the documentation networks placed in real cities
+# (never a download), readable by the cluster's postgres user
+geo_dir="$(mktemp -d "${TMPDIR:-/tmp}/sessmgr-demo-geo.XXXXXX")"
+trap 'rm -rf "$geo_dir"' EXIT
+perl test/make_geoip_db.pl "$geo_dir" >/dev/null
+chmod 755 "$geo_dir"
+chmod 644 "$geo_dir"/*.mmdb
+sessmgr_cluster_start \
+	"sessmgr.geoip_database = '$geo_dir/sessmgr-test-City.mmdb'" \
+	"sessmgr.geoip_asn_database = '$geo_dir/sessmgr-test-ASN.mmdb'"
 
 sessmgr_log "demo: CREATE EXTENSION sessmgr"
 sessmgr_psql -c 'CREATE EXTENSION sessmgr'

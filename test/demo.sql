@@ -14,14 +14,18 @@ SHOW sessmgr.max_sessions;
 \echo
 \echo '=== 2. alice signs in on three devices ==='
 SELECT session_id AS laptop_id, token AS laptop_token, expires_at AS laptop_expires
-  FROM sessmgr.issue(user_id => 'alice', device_name => 'laptop', user_agent => 'Firefox',
-                     ip => '203.0.113.10', location => 'Berlin') \gset
+  FROM sessmgr.issue(user_id => 'alice', device_name => 'laptop',
+                     user_agent => 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
+                     ip => '192.0.2.10') \gset
 SELECT session_id AS phone_id, token AS phone_token, expires_at AS phone_expires
-  FROM sessmgr.issue(user_id => 'alice', device_name => 'phone', user_agent => 'Safari iOS',
-                     ip => '198.51.100.7', location => 'Berlin', remember => true) \gset
+  FROM sessmgr.issue(user_id => 'alice', device_name => 'phone',
+                     user_agent => 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1',
+                     ip => '198.51.100.7', remember => true) \gset
 SELECT session_id AS tablet_id, token AS tablet_token, expires_at AS tablet_expires
-  FROM sessmgr.issue(user_id => 'alice', device_name => 'tablet', user_agent => 'Chrome',
-                     ip => '192.0.2.44', location => 'Hamburg') \gset
+  FROM sessmgr.issue(user_id => 'alice', device_name => 'tablet',
+                     user_agent => 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0',
+                     ip => '203.0.113.44',
+                     client_hints => '{"sec-ch-ua": "\"Chromium\";v=\"120\", \"Microsoft Edge\";v=\"120\"", "sec-ch-ua-platform": "\"Windows\"", "sec-ch-ua-platform-version": "\"15.0.0\""}') \gset
 SELECT device, session_id, left(token, 16) || '…' AS token, expires_at
   FROM (VALUES ('laptop', :'laptop_id'::uuid, :'laptop_token', :'laptop_expires'::timestamptz),
                ('phone',  :'phone_id'::uuid,  :'phone_token',  :'phone_expires'::timestamptz),
@@ -29,8 +33,9 @@ SELECT device, session_id, left(token, 16) || '…' AS token, expires_at
        AS issued(device, session_id, token, expires_at);
 
 \echo
-\echo '=== 3. "Where am I signed in?" as seen from the laptop (is_current) ==='
-SELECT id, device_name, user_agent, ip, location, is_current, is_remembered, expires_at
+\echo '=== 3. "Where am I signed in?" as seen from the laptop: devices and places ==='
+\echo '    (derived at issuance from the user agent, client hints and the address)'
+SELECT device_name, device, device_type, location, country_code, ip, is_current, is_remembered
   FROM sessmgr.list_sessions('alice', :'laptop_id')
  ORDER BY created_at;
 
