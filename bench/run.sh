@@ -605,6 +605,11 @@ fi
 # ===========================================================================
 # bench/RESULTS.md
 
+# the sections other scripts write (between <!-- name: ... --> and
+# <!-- /name -->: bench/geolocate.sh, bench/useragents.sh, ...) are kept
+kept_sections="$(awk '/^<!-- [a-z_]+: /{keep=1} keep{print} /^<!-- \/[a-z_]+ -->/{keep=0; print ""}' \
+	bench/RESULTS.md 2>/dev/null || true)"
+
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 mem="$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 pgversion="$(bval 'SELECT version()')"
@@ -802,6 +807,10 @@ done
 		# named symbols only (the server's static functions show as addresses)
 		awk '/^ +[0-9]/ && $4 !~ /^0x/ && n++ < 30' "$WORK/perf-issue.txt"
 		echo '```'
+	fi
+	if [[ -n "$kept_sections" ]]; then
+		echo
+		printf '%s\n' "$kept_sections"
 	fi
 } >bench/RESULTS.md
 
