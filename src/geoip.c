@@ -570,50 +570,6 @@ static const char *const cloudfront_headers[HDR_COUNT] = {
 	"cloudfront-viewer-longitude", "cloudfront-viewer-asn"
 };
 
-typedef struct HeaderSearch
-{
-	int			depth;
-	const char *const *names;
-	int			current;		/* the field of the current member, or -1 */
-	char	   *values[HDR_COUNT];
-} HeaderSearch;
-
-static void
-header_nest(void *state)
-{
-	((HeaderSearch *) state)->depth++;
-}
-
-static void
-header_unnest(void *state)
-{
-	((HeaderSearch *) state)->depth--;
-}
-
-static void
-header_field_start(void *state, char *fname, bool isnull)
-{
-	HeaderSearch *h = state;
-
-	if (h->depth != 1)
-		return;
-	h->current = -1;
-	for (int i = 0; i < HDR_COUNT; i++)
-		if (h->names[i] != NULL && strcmp(fname, h->names[i]) == 0)
-			h->current = i;
-}
-
-/* the first string value of each header (as SessmgrJsonGetMember does) */
-static void
-header_scalar(void *state, char *token, JsonTokenType type)
-{
-	HeaderSearch *h = state;
-
-	if (h->depth == 1 && h->current >= 0 && type == JSON_TOKEN_STRING &&
-		h->values[h->current] == NULL)
-		h->values[h->current] = token;
-}
-
 /*
  * Read the vendor's headers from request.headers into values (NULL where
  * absent); false when there are none to read.
@@ -622,10 +578,6 @@ static bool
 read_location_headers(const char *const *names, char **values)
 {
 	const char *headers = GetConfigOption("request.headers", true, false);
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	HeaderSearch h;
-	char	   *text;
 	int			len;
 
 	if (headers == NULL || headers[0] == '\0')
@@ -633,26 +585,8 @@ read_location_headers(const char *const *names, char **values)
 	len = strlen(headers);
 	if (len > PLACE_MAX_HEADERS_BYTES)
 		return false;
-	text = pnstrdup(headers, len);
-	if (!SessmgrJsonTextAcceptable(text, len, JSON_ASCII_ESCAPES_ONLY))
-		return false;
-
-	memset(&h, 0, sizeof(h));
-	h.names = names;
-	h.current = -1;
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &h;
-	sem.object_start = header_nest;
-	sem.object_end = header_unnest;
-	sem.array_start = header_nest;
-	sem.array_end = header_unnest;
-	sem.object_field_start = header_field_start;
-	sem.scalar = header_scalar;
-	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, true);
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return false;
-	memcpy(values, h.values, sizeof(h.values));
-	return true;
+	return SessmgrJsonGetMembers(pnstrdup(headers, len), len, names, HDR_COUNT, values,
+								 JSON_ASCII_ESCAPES_ONLY);
 }
 
 static int

@@ -535,9 +535,10 @@ SessmgrJwtParseFields(char *text, int len, const char *audience,
 typedef struct MemberSearch
 {
 	int			depth;
-	const char *key;
-	bool		in_key;			/* the current top-level member is key */
-	char	   *value;
+	const char *const *keys;
+	int			nkeys;
+	int			current;		/* the key of the current top-level member, or -1 */
+	char	  **values;
 } MemberSearch;
 
 static void
@@ -557,8 +558,12 @@ member_field_start(void *state, char *fname, bool isnull)
 {
 	MemberSearch *m = state;
 
-	if (m->depth == 1)
-		m->in_key = strcmp(fname, m->key) == 0;
+	if (m->depth != 1)
+		return;
+	m->current = -1;
+	for (int i = 0; i < m->nkeys; i++)
+		if (m->keys[i] != NULL && strcmp(fname, m->keys[i]) == 0)
+			m->current = i;
 }
 
 static void
@@ -566,26 +571,34 @@ member_scalar(void *state, char *token, JsonTokenType type)
 {
 	MemberSearch *m = state;
 
-	if (m->depth == 1 && m->in_key && type == JSON_TOKEN_STRING && m->value == NULL)
-		m->value = token;
+	if (m->depth == 1 && m->current >= 0 && type == JSON_TOKEN_STRING &&
+		m->values[m->current] == NULL)
+		m->values[m->current] = token;
 }
 
 /*
- * The string value of the top-level member key of a JSON object (the first
- * one, if the key repeats), or NULL when there is none or the text is not
- * acceptable JSON (see SessmgrJsonTextAcceptable).  For request.headers.
+ * The string values of the top-level members keys[0 .. nkeys - 1] of a JSON
+ * object (the first one of each, if a key repeats; NULL where a key is
+ * absent, NULL, or not a string), in one pass: for request.headers.  Returns
+ * false, with every value NULL, when the text is not acceptable JSON (see
+ * SessmgrJsonTextAcceptable).
  */
-char *
-SessmgrJsonGetMember(char *text, int len, const char *key, bool ascii_escapes_only)
+bool
+SessmgrJsonGetMembers(char *text, int len, const char *const *keys, int nkeys,
+					  char **values, bool ascii_escapes_only)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	MemberSearch m;
 
+	memset(values, 0, sizeof(char *) * nkeys);
 	if (!SessmgrJsonTextAcceptable(text, len, ascii_escapes_only))
-		return NULL;
+		return false;
 	memset(&m, 0, sizeof(m));
-	m.key = key;
+	m.keys = keys;
+	m.nkeys = nkeys;
+	m.current = -1;
+	m.values = values;
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &m;
 	sem.object_start = member_nest;
@@ -597,8 +610,21 @@ SessmgrJsonGetMember(char *text, int len, const char *key, bool ascii_escapes_on
 
 	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, true);
 	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return NULL;
-	return m.value;
+	{
+		memset(values, 0, sizeof(char *) * nkeys);
+		return false;
+	}
+	return true;
+}
+
+/* The string value of one top-level member (SessmgrJsonGetMembers), or NULL. */
+char *
+SessmgrJsonGetMember(char *text, int len, const char *key, bool ascii_escapes_only)
+{
+	char	   *value;
+
+	(void) SessmgrJsonGetMembers(text, len, &key, 1, &value, ascii_escapes_only);
+	return value;
 }
 
 /*

@@ -78,6 +78,8 @@ extern bool SessmgrJsonTextAcceptable(const char *text, int len,
 extern bool SessmgrJwtParseFields(char *text, int len, const char *audience,
 								  bool ascii_escapes_only, JwtFields *fields);
 extern char *SessmgrJwtDecodeSegment(const char *start, int len, int *outlen);
+extern bool SessmgrJsonGetMembers(char *text, int len, const char *const *keys,
+								  int nkeys, char **values, bool ascii_escapes_only);
 extern char *SessmgrJsonGetMember(char *text, int len, const char *key,
 								  bool ascii_escapes_only);
 extern const char *SessmgrBearerToken(const char *header, int *len);
