@@ -24,6 +24,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=test/lib.sh
 source test/lib.sh
+# shellcheck source=bench/results_section.bash
+source bench/results_section.bash
 
 QUICK=0
 for arg in "$@"; do
@@ -231,16 +233,5 @@ if [[ $QUICK -eq 1 ]]; then
 	step "--quick: bench/RESULTS.md not written"
 	exit 0
 fi
-python3 - "$section" <<'PY'
-import re, sys
-path = 'bench/RESULTS.md'
-section = sys.argv[1]
-text = open(path, encoding='utf-8').read()
-pattern = re.compile(r'<!-- geolocate:.*?<!-- /geolocate -->', re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda m: section, text)
-else:
-    text = text.rstrip('\n') + '\n\n' + section + '\n'
-open(path, 'w', encoding='utf-8').write(text)
-PY
+bench_write_section geolocate "$section"
 step "wrote the Places section of bench/RESULTS.md"

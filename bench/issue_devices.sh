@@ -11,17 +11,21 @@
 #            so the per-backend cache holds them after a while, as it would
 #            the few browsers of a real user base) and a random address in
 #            the documentation networks (a database lookup each time).
-# Prints the median tps of each side and the median of the per-round ratios;
-# the target (issue 12) is devices >= 0.8x plain.  Writes nothing else.
+# Prints the median tps of each side and the median of the per-round ratios
+# (the target, issue 12: devices >= 0.8x plain) and, unless --quick, writes
+# them into bench/RESULTS.md's "issue_devices" section.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=test/lib.sh
 source test/lib.sh
+# shellcheck source=bench/results_section.bash
+source bench/results_section.bash
 
 ROUNDS=4
 SECS=10
-[[ "${1:-}" == --quick ]] && { ROUNDS=2; SECS=3; }
+QUICK=0
+[[ "${1:-}" == --quick ]] && { ROUNDS=2; SECS=3; QUICK=1; }
 CLIENTS=8
 NUSERS=10000
 
@@ -88,3 +92,27 @@ mr="$(median "${ratios[@]}")"
 verdict=PASS
 awk -v r="$mr" 'BEGIN { exit !(r < 0.8) }' && verdict=MISS
 echo "issue with device and place: $md tps; without: $mp tps; median ratio ${mr}x (target >= 0.8x): $verdict ($CLIENTS clients, $ROUNDS rounds of ${SECS}s, interleaved)"
+[[ $QUICK -eq 1 ]] && exit 0
+
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+bench_write_section issue_devices "$(cat <<EOF2
+<!-- issue_devices: written by bench/issue_devices.sh; the rest of this file by bench/run.sh -->
+## Devices and places at issuance: issue() with and without them
+
+\`bash bench/issue_devices.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC'), sessmgr $commit; $CLIENTS pgbench
+clients, $ROUNDS rounds of ${SECS} s, the two sides interleaved A B / B A; test GeoIP databases
+configured): \`issue()\` with one of uap-core's $nuas test user agents (random; each
+backend's cache fills as it goes) and a random address in 192.0.2.0/24 (a database
+lookup each call), against \`issue()\` without user agent or address.
+
+| measurement | with device and place | without | ratio (median of rounds) | target | result |
+|---|---|---|---|---|---|
+| issue, $CLIENTS clients | $md tps | $mp tps | ${mr}x (rounds: ${ratios[*]}) | ≥ 0.8x | $verdict |
+
+The difference includes storing the user agent, device and place twice (session and
+issue event) as well as deriving them. validate's path is unchanged: the new columns
+come after every column it reads.
+<!-- /issue_devices -->
+EOF2
+)"
+sessmgr_log "bench issue devices: wrote the section of bench/RESULTS.md"
