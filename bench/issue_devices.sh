@@ -112,6 +112,13 @@ lookup each call), against \`issue()\` without user agent or address.
 The difference includes storing the user agent, device and place twice (session and
 issue event) as well as deriving them. validate's path is unchanged: the new columns
 come after every column it reads.
+
+Each round opens fresh connections, so every backend pays sessmgr's first-use
+costs (reading regexes.yaml, JIT-compiling the expressions its user agents need)
+inside a 10 s run. In one backend, 2850 issues over the same 1425 user agents
+cost 318 ms cold against 221 ms without user agents, and 259 ms against 229 ms
+warm (+13%, i.e. about 0.88x the rate): pooled, long-lived connections see the
+warm figure.
 <!-- /issue_devices -->
 EOF2
 )"
