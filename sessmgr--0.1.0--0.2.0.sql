@@ -532,3 +532,79 @@ COMMENT ON PROCEDURE sessmgr.refresh_devices(integer, bigint) IS
     'Derive the device and the place of every live session again, in batches; administrators only.';
 
 REVOKE ALL ON PROCEDURE sessmgr.refresh_devices(integer, bigint) FROM PUBLIC;
+
+-- step-up (docs/stepup.md): sessions live at the update count as
+-- authenticated when they were issued
+ALTER TABLE sessmgr.sessions
+    ADD COLUMN authenticated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    ADD COLUMN aal                smallint    NOT NULL DEFAULT 1,
+    ADD COLUMN amr                text[]      NOT NULL DEFAULT '{}',
+    ADD CONSTRAINT sessions_aal_check
+        CHECK (aal OPERATOR(pg_catalog.>=) 0 AND aal OPERATOR(pg_catalog.<=) 3),
+    ADD CONSTRAINT sessions_amr_check
+        CHECK (pg_catalog.cardinality(amr) OPERATOR(pg_catalog.<=) 16);
+
+UPDATE sessmgr.sessions SET authenticated_at = created_at
+ WHERE sessmgr.session_is_live(revoked_at, expires_at, last_active_at, idle_timeout, pg_catalog.now());
+
+ALTER TABLE sessmgr.session_events
+    DROP CONSTRAINT session_events_event_check,
+    ADD CONSTRAINT session_events_event_check
+        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict', 'reauthenticate']::text[]));
+
+/*
+ * Step-up (src/stepup.c, docs/stepup.md): re-authentication recorded on the
+ * live session, and freshness checks for policies and functions that read
+ * the identity authenticate() or the pre-request check set.
+ */
+CREATE FUNCTION sessmgr.reauthenticate(
+    session_id uuid,
+    user_id    text,
+    method     text    DEFAULT 'pwd',
+    aal        integer DEFAULT NULL)
+RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'sessmgr_reauthenticate'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.reauthenticate(uuid, text, text, integer) IS
+    'Record that user_id proved who they are again on this session (method: RFC 8176; aal raised, never lowered); returns the new authentication time.';
+
+REVOKE ALL ON FUNCTION sessmgr.reauthenticate(uuid, text, text, integer) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.auth_age() RETURNS interval
+    AS 'MODULE_PATHNAME', 'sessmgr_auth_age'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.auth_age() IS
+    'Time since the current session last authenticated; NULL without a session.';
+
+REVOKE ALL ON FUNCTION sessmgr.auth_age() FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.current_aal() RETURNS integer
+    AS 'MODULE_PATHNAME', 'sessmgr_current_aal'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.current_aal() IS
+    'The current session''s assurance level: 0 when unconfirmed, NULL without a session.';
+
+REVOKE ALL ON FUNCTION sessmgr.current_aal() FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.is_fresh(max_age interval, min_aal integer DEFAULT 1)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_is_fresh'
+    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.is_fresh(interval, integer) IS
+    'Whether the current session authenticated within max_age at level min_aal or above (for USING and WITH CHECK).';
+
+REVOKE ALL ON FUNCTION sessmgr.is_fresh(interval, integer) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.require_fresh(max_age interval, min_aal integer DEFAULT 1)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'sessmgr_require_fresh'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.require_fresh(interval, integer) IS
+    'Raise SQLSTATE PGRST (HTTP 401 with an RFC 9470 challenge behind PostgREST) unless is_fresh(max_age, min_aal).';
+
+REVOKE ALL ON FUNCTION sessmgr.require_fresh(interval, integer) FROM PUBLIC;

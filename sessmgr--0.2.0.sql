@@ -81,6 +81,11 @@ CREATE TABLE sessmgr.sessions (
     asn                bigint,
     -- the User-Agent Client Hints the session was issued with, for refresh_devices
     client_hints       jsonb,
+    -- step-up (src/stepup.c, docs/stepup.md): when the user last proved who
+    -- they are, at which assurance level (0: unconfirmed) and by which methods
+    authenticated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    aal                smallint    NOT NULL DEFAULT 1,
+    amr                text[]      NOT NULL DEFAULT '{}',
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_token_hash_check
         CHECK (pg_catalog.octet_length(token_hash) OPERATOR(pg_catalog.=) 32),
@@ -104,7 +109,11 @@ CREATE TABLE sessmgr.sessions (
     CONSTRAINT sessions_location_check
         CHECK (pg_catalog.octet_length(location) OPERATOR(pg_catalog.<=) 256),
     CONSTRAINT sessions_metadata_check
-        CHECK (pg_catalog.jsonb_typeof(metadata) OPERATOR(pg_catalog.=) 'object')
+        CHECK (pg_catalog.jsonb_typeof(metadata) OPERATOR(pg_catalog.=) 'object'),
+    CONSTRAINT sessions_aal_check
+        CHECK (aal OPERATOR(pg_catalog.>=) 0 AND aal OPERATOR(pg_catalog.<=) 3),
+    CONSTRAINT sessions_amr_check
+        CHECK (pg_catalog.cardinality(amr) OPERATOR(pg_catalog.<=) 16)
 );
 
 COMMENT ON TABLE sessmgr.sessions IS
@@ -158,7 +167,7 @@ CREATE TABLE sessmgr.session_events (
     asn                bigint,
     CONSTRAINT session_events_pkey PRIMARY KEY (id),
     CONSTRAINT session_events_event_check
-        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict']::text[]))
+        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict', 'reauthenticate']::text[]))
 );
 
 COMMENT ON TABLE sessmgr.session_events IS
@@ -1056,3 +1065,60 @@ COMMENT ON PROCEDURE sessmgr.refresh_devices(integer, bigint) IS
     'Derive the device and the place of every live session again, in batches; administrators only.';
 
 REVOKE ALL ON PROCEDURE sessmgr.refresh_devices(integer, bigint) FROM PUBLIC;
+
+/*
+ * Step-up (src/stepup.c, docs/stepup.md): re-authentication recorded on the
+ * live session, and freshness checks for policies and functions that read
+ * the identity authenticate() or the pre-request check set.
+ */
+CREATE FUNCTION sessmgr.reauthenticate(
+    session_id uuid,
+    user_id    text,
+    method     text    DEFAULT 'pwd',
+    aal        integer DEFAULT NULL)
+RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'sessmgr_reauthenticate'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.reauthenticate(uuid, text, text, integer) IS
+    'Record that user_id proved who they are again on this session (method: RFC 8176; aal raised, never lowered); returns the new authentication time.';
+
+REVOKE ALL ON FUNCTION sessmgr.reauthenticate(uuid, text, text, integer) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.auth_age() RETURNS interval
+    AS 'MODULE_PATHNAME', 'sessmgr_auth_age'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.auth_age() IS
+    'Time since the current session last authenticated; NULL without a session.';
+
+REVOKE ALL ON FUNCTION sessmgr.auth_age() FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.current_aal() RETURNS integer
+    AS 'MODULE_PATHNAME', 'sessmgr_current_aal'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.current_aal() IS
+    'The current session''s assurance level: 0 when unconfirmed, NULL without a session.';
+
+REVOKE ALL ON FUNCTION sessmgr.current_aal() FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.is_fresh(max_age interval, min_aal integer DEFAULT 1)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_is_fresh'
+    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.is_fresh(interval, integer) IS
+    'Whether the current session authenticated within max_age at level min_aal or above (for USING and WITH CHECK).';
+
+REVOKE ALL ON FUNCTION sessmgr.is_fresh(interval, integer) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.require_fresh(max_age interval, min_aal integer DEFAULT 1)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'sessmgr_require_fresh'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION sessmgr.require_fresh(interval, integer) IS
+    'Raise SQLSTATE PGRST (HTTP 401 with an RFC 9470 challenge behind PostgREST) unless is_fresh(max_age, min_aal).';
+
+REVOKE ALL ON FUNCTION sessmgr.require_fresh(interval, integer) FROM PUBLIC;

@@ -175,6 +175,20 @@ SessmgrGetCatalog(void)
 								Max(c.att_revoked_at, c.att_token_gen)));
 	c.att_last_needed = Max(c.att_last_needed, c.att_prev_token_gen);
 
+	/*
+	 * The step-up columns (src/stepup.c) are at the end of the row and read
+	 * only by authenticate() and the pre-request check, never by validate():
+	 * not part of att_last_needed.  Optional, so that a backend of the new
+	 * library still works on a table not yet updated.
+	 */
+	c.att_authenticated_at = get_attnum(relid, "authenticated_at");
+	if (c.att_authenticated_at != InvalidAttrNumber &&
+		get_atttype(relid, c.att_authenticated_at) != TIMESTAMPTZOID)
+		c.att_authenticated_at = InvalidAttrNumber;
+	c.att_aal = get_attnum(relid, "aal");
+	if (c.att_aal != InvalidAttrNumber && get_atttype(relid, c.att_aal) != INT2OID)
+		c.att_aal = InvalidAttrNumber;
+
 	catalog = c;
 	catalog_valid = true;
 	return &catalog;

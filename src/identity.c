@@ -26,6 +26,11 @@ static int	identity_level = 0;
 static char identity_user_id[SESSMGR_MAX_USER_ID_BYTES + 1];
 static pg_uuid_t identity_session_id;
 
+/* step-up (stepup.c): captured by the same probe that set the identity */
+static bool identity_has_stepup = false;
+static TimestampTz identity_authenticated_at;
+static int	identity_aal = 0;
+
 static void
 identity_xact_callback(XactEvent event, void *arg)
 {
@@ -77,6 +82,43 @@ SessmgrSetIdentity(const char *user_id, const pg_uuid_t *session_id)
 	identity_session_id = *session_id;
 	identity_level = GetCurrentTransactionNestLevel();
 	identity_set = true;
+	identity_has_stepup = false;
+}
+
+/* When and at which level the identity's session last authenticated. */
+void
+SessmgrSetIdentityStepUp(bool known, TimestampTz authenticated_at, int aal)
+{
+	identity_has_stepup = known && identity_set;
+	identity_authenticated_at = authenticated_at;
+	identity_aal = aal;
+}
+
+/* reauthenticate() of the identity's own session counts at once */
+void
+SessmgrIdentityReauthenticated(const pg_uuid_t *session_id,
+							   TimestampTz authenticated_at, int aal)
+{
+	if (identity_set && identity_has_stepup &&
+		memcmp(session_id, &identity_session_id, sizeof(pg_uuid_t)) == 0)
+	{
+		identity_authenticated_at = authenticated_at;
+		identity_aal = aal;
+	}
+}
+
+/*
+ * The identity's step-up state: false without an identity (or before the
+ * update added the columns).
+ */
+bool
+SessmgrIdentityStepUp(TimestampTz *authenticated_at, int *aal)
+{
+	if (!identity_set || !identity_has_stepup)
+		return false;
+	*authenticated_at = identity_authenticated_at;
+	*aal = identity_aal;
+	return true;
 }
 
 void
@@ -85,6 +127,8 @@ SessmgrClearIdentity(void)
 	identity_set = false;
 	identity_level = 0;
 	identity_user_id[0] = '\0';
+	identity_has_stepup = false;
+	identity_aal = 0;
 	memset(&identity_session_id, 0, sizeof(identity_session_id));
 }
 

@@ -172,9 +172,10 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 					  "  expires_at, remember, user_id, device_name, user_agent, ip,"
 					  "  location, metadata, token_gen, device, browser, os, device_type,"
 					  "  country_code, country, region, city, latitude, longitude,"
-					  "  accuracy_radius_km, asn, client_hints)"
+					  "  accuracy_radius_km, asn, client_hints, authenticated_at)"
 					  " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-					  "         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)",
+					  "         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,"
+					  "         $3)",
 					  ISSUE_NARGS, argtypes, values, nulls, SPI_OK_INSERT);
 
 	user_id = text_to_cstring(PG_GETARG_TEXT_PP(0));

@@ -453,6 +453,8 @@ sessmgr_verify_access_token(PG_FUNCTION_ARGS)
 	char	   *payload;
 	text	   *jwt;
 
+	row.want_stepup = false;
+
 	if (PG_ARGISNULL(0) ||
 		toast_raw_datum_size(PG_GETARG_DATUM(0)) > VARHDRSZ + JWT_MAX_LEN)
 		PG_RETURN_NULL();

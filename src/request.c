@@ -113,6 +113,7 @@ sessmgr_pre_request(PG_FUNCTION_ARGS)
 	if (!request_claims(&claims))
 		reject_request();
 	bearer = request_bearer_token(&bearer_len);
+	row.want_stepup = true;		/* for the identity's freshness (stepup.c) */
 
 	/* the token itself: sessmgr's keys, its times, its live session */
 	if (bearer != NULL && bearer_len <= JWT_MAX_LEN &&
@@ -123,6 +124,7 @@ sessmgr_pre_request(PG_FUNCTION_ARGS)
 			(claims.sub != NULL && strcmp(claims.sub, token_claims.sub) != 0))
 			reject_request();
 		SessmgrSetIdentity(row.user_id, &row.id);
+		SessmgrSetIdentityStepUp(row.has_stepup, row.authenticated_at, row.aal);
 		PG_RETURN_VOID();
 	}
 

@@ -150,6 +150,27 @@ probe_fetch(SessionProbe *p, const pg_uuid_t *id, SessmgrSessionRow *row)
 		d = slot_getattr(slot, cat->att_prev_token_gen, &isnull);
 		row->has_prev_gen = !isnull;
 		row->prev_token_gen = isnull ? 0 : DatumGetInt64(d);
+
+		/* the step-up columns, at the end of the row: only when asked */
+		row->has_stepup = false;
+		if (row->want_stepup && cat->att_authenticated_at != InvalidAttrNumber &&
+			cat->att_aal != InvalidAttrNumber)
+		{
+			Datum		at = slot_getattr(slot, cat->att_authenticated_at, &isnull);
+
+			if (!isnull)
+			{
+				bool		aal_null;
+				Datum		aal = slot_getattr(slot, cat->att_aal, &aal_null);
+
+				if (!aal_null)
+				{
+					row->authenticated_at = DatumGetTimestampTz(at);
+					row->aal = DatumGetInt16(aal);
+					row->has_stepup = true;
+				}
+			}
+		}
 	}
 
 	/* no buffer pin and no snapshot between calls */

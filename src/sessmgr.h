@@ -100,6 +100,8 @@ typedef struct SessmgrCatalog
 	AttrNumber	att_token_gen;
 	AttrNumber	att_prev_token_gen;
 	AttrNumber	att_last_needed;	/* highest of the above */
+	AttrNumber	att_authenticated_at;	/* step-up (stepup.c): read on demand, */
+	AttrNumber	att_aal;		/* InvalidAttrNumber before the update */
 } SessmgrCatalog;
 
 typedef struct SessmgrOwnerContext
@@ -161,6 +163,11 @@ typedef struct SessmgrSessionRow
 	int64		token_gen;
 	bool		has_prev_gen;
 	int64		prev_token_gen;
+	/* step-up columns: read only when want_stepup is set before the fetch */
+	bool		want_stepup;
+	bool		has_stepup;
+	TimestampTz authenticated_at;
+	int			aal;
 } SessmgrSessionRow;
 
 extern bool SessmgrFetchSession(const pg_uuid_t *id, SessmgrSessionRow *row);
@@ -247,6 +254,10 @@ extern void SessmgrDeriveDevicePlace(text *user_agent, inet *ip, Jsonb *client_h
 /* identity.c */
 extern void SessmgrIdentityInit(void);
 extern void SessmgrSetIdentity(const char *user_id, const pg_uuid_t *session_id);
+extern void SessmgrSetIdentityStepUp(bool known, TimestampTz authenticated_at, int aal);
+extern void SessmgrIdentityReauthenticated(const pg_uuid_t *session_id,
+										   TimestampTz authenticated_at, int aal);
+extern bool SessmgrIdentityStepUp(TimestampTz *authenticated_at, int *aal);
 extern void SessmgrClearIdentity(void);
 extern const char *SessmgrIdentityUserId(void);
 

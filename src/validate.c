@@ -80,6 +80,8 @@ sessmgr_validate(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
+	session.want_stepup = false;	/* validate's hot path: not the step-up columns */
+
 	SessmgrBeginResult(fcinfo);
 	if (PG_ARGISNULL(0) || !check_token(fcinfo, PG_GETARG_DATUM(0), &session))
 		PG_RETURN_NULL();		/* the empty set */
@@ -108,6 +110,8 @@ sessmgr_authenticate(PG_FUNCTION_ARGS)
 {
 	SessmgrSessionRow session;
 
+	/* the same probe reads the step-up columns for the identity (stepup.c) */
+	session.want_stepup = true;
 	if (PG_ARGISNULL(0) || !check_token(fcinfo, PG_GETARG_DATUM(0), &session))
 	{
 		SessmgrClearIdentity();
@@ -115,5 +119,6 @@ sessmgr_authenticate(PG_FUNCTION_ARGS)
 	}
 
 	SessmgrSetIdentity(session.user_id, &session.id);
+	SessmgrSetIdentityStepUp(session.has_stepup, session.authenticated_at, session.aal);
 	PG_RETURN_TEXT_P(cstring_to_text(session.user_id));
 }
