@@ -79,6 +79,7 @@ sub readme_block
 
 my $dba_setup = readme_block('Database setup', 'sql');
 my $login_recipe = readme_block('The login function', 'sql');
+my $reauth_recipe = readme_block('Re-authentication', 'sql');
 my $conf_template = readme_block('PostgREST configuration', 'ini');
 my ($jwt_secret_query) = readme_block('PostgREST configuration', 'sh') =~ /-c "(SELECT [^"]+)"/
   or die "docs/postgrest.md's configuration has no psql command printing the jwt-secret line";
@@ -95,6 +96,7 @@ $node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 $node->safe_psql('app', $dba_setup);
 $node->safe_psql('app', $login_recipe);
+$node->safe_psql('app', $reauth_recipe);
 
 my $admin = DBI->connect('dbi:Pg:host=' . $node->host . ';port=' . $node->port . ';dbname=app',
 	'', '', { AutoCommit => 1, RaiseError => 1, PrintError => 0, pg_placeholder_dollaronly => 1 });
@@ -720,6 +722,36 @@ is_deeply(
 	my $res2 = post($dev2, 'logout', { refresh_token => $dev2->{refresh} }, anonymous => 1);
 	is($res2->{status}, 204, 'anonymous logout with {"refresh_token"}: 204');
 	is(session_state($dev2->{sid}), 'logout', 'and it ended the session');
+}
+
+# --- step-up: require_fresh's 401, then the re-authentication endpoint -------------------------
+{
+	my $dev = device('Mozilla/5.0 (step-up)');
+	login($dev, 'gina');
+	my $change = sub { request('POST', '/rpc/change_email', dev => $dev, body => { new_email => 'gina@example.com' }) };
+	my $res = $change->();
+	is($res->{status}, 200, 'step-up: change_email right after login: 200') or diag $res->{raw};
+	$admin->do(q{UPDATE sessmgr.sessions SET authenticated_at = now() - interval '20 minutes' WHERE id = $1},
+		undef, $dev->{sid});
+	$res = $change->();
+	is($res->{status}, 401, 'step-up: signed in 20 minutes ago: 401') or diag $res->{raw};
+	is_deeply(header($res, 'www-authenticate'),
+		[ 'Bearer error="insufficient_user_authentication", '
+		  . 'error_description="authentication within 600 seconds at level 1 is required", max_age=600' ],
+		'step-up: WWW-Authenticate: Bearer error="insufficient_user_authentication", ..., max_age=600 (RFC 9470)');
+	is(bh($res)->{message}, 'insufficient user authentication', 'step-up: the body says why');
+	my $wrong = request('POST', '/rpc/reauthenticate', dev => $dev, body => { password => 'wrong' });
+	is($wrong->{status}, 403, 'step-up: re-authentication with a wrong password: 403');
+	is($change->()->{status}, 401, 'step-up: still 401 after the wrong password');
+	my $re = request('POST', '/rpc/reauthenticate', dev => $dev, body => { password => 'gina password' });
+	is($re->{status}, 200, 'step-up: re-authentication with the password: 200') or diag $re->{raw};
+	$res = $change->();
+	is($res->{status}, 200, 'step-up: change_email after re-authenticating: 200') or diag $res->{raw};
+	is(admin_value("SELECT amr::text || aal FROM sessmgr.sessions WHERE id = '$dev->{sid}'"), '{pwd}1',
+		'step-up: the session records the method');
+	is(admin_value("SELECT count(*) FROM sessmgr.session_events WHERE session_id = '$dev->{sid}' AND event = 'reauthenticate'"),
+		1, 'step-up: one reauthenticate event');
+	is(post($dev, 'logout', {})->{status}, 204, 'step-up: logout (gina logs in again under the cap below)');
 }
 
 # --- 401s PostgREST decides itself, before any SQL --------------------------------------------

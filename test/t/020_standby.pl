@@ -81,6 +81,15 @@ is($rc, 0, 'authenticate runs on the standby');
 is($out, 'alice|alice', 'authenticate on the standby sets the identity');
 is($err, '', 'authenticate on the standby: no error or warning');
 
+# step-up's read side: the freshness the authenticate probe captured
+($rc, $out, $err) = on_standby(
+	"BEGIN; SELECT sessmgr.authenticate('$token') IS NOT NULL, sessmgr.current_aal(),"
+	  . " sessmgr.is_fresh('10 min'), sessmgr.is_fresh('10 min', 2),"
+	  . " sessmgr.auth_age() < interval '10 min'; COMMIT;");
+is($rc, 0, 'current_aal and is_fresh run on the standby');
+is($out, 't|1|t|f|t', 'on the standby: level 1, fresh for one factor, not for two');
+is($err, '', 'step-up checks on the standby: no error or warning');
+
 ($rc, $out, $err) = on_standby(
 	"SELECT sessmgr.verify_access_token('$jwt') ->> 'sid'");
 is($rc, 0, 'verify_access_token runs on the standby');
@@ -99,6 +108,16 @@ $claims =~ s/'/''/g;
 is($rc, 0, 'the pre-request check runs on the standby');
 is($out, "t\n\nalice|$sid", 'the pre-request check on the standby sets the identity');
 is($err, '', 'the pre-request check on the standby: no error or warning');
+
+($rc, $out, $err) = on_standby(qq{
+	BEGIN READ ONLY;
+	SELECT set_config('request.jwt.claims', '$claims', true) IS NOT NULL
+	   AND set_config('request.headers', '{"authorization": "Bearer $jwt"}', true) IS NOT NULL;
+	SELECT sessmgr_api.pre_request();
+	SELECT sessmgr.current_aal(), sessmgr.is_fresh('10 min');
+	COMMIT;});
+is($out, "t\n\n1|t", 'after the pre-request check on the standby: level 1, fresh');
+is($err, '', 'step-up after the pre-request check on the standby: no error or warning');
 
 ($rc, $out, $err) = on_standby(
 	"SELECT count(*) FROM sessmgr.list_sessions('alice') WHERE id = '$sid' AND NOT is_current");
