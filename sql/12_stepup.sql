@@ -180,6 +180,16 @@ SELECT count(sessmgr.reauthenticate(:'sue_id', 'sue', m)) AS calls
   FROM (SELECT 'm' || chr(97 + i) || chr(97 + i) AS m FROM generate_series(0, 20) i) x;
 SELECT cardinality(amr) AS methods_kept FROM sessmgr.sessions WHERE id = :'sue_id';
 
+-- access tokens carry auth_time, aal and amr (for clients; sessmgr reads the row)
+CREATE TEMP TABLE jt AS SELECT * FROM sessmgr.issue('jo', 'laptop');
+SELECT p ->> 'aal' AS aal, p -> 'amr' AS amr,
+       (p ->> 'auth_time')::bigint = floor(extract(epoch FROM s.authenticated_at))::bigint AS auth_time
+  FROM jt, sessmgr.sessions s, jwt_part(jt.access_token, 2) p WHERE s.id = jt.session_id;
+SELECT sessmgr.reauthenticate(session_id, 'jo', 'otp', 2) IS NOT NULL AS second_factor FROM jt;
+SELECT r.status, p ->> 'aal' AS aal, p -> 'amr' AS amr,
+       (p ->> 'auth_time')::bigint = floor(extract(epoch FROM now()))::bigint AS auth_time
+  FROM jt, sessmgr.refresh(jt.token) r, jwt_part(r.access_token, 2) p;
+
 -- nothing is granted to PUBLIC
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
   FROM pg_proc p

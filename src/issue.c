@@ -62,6 +62,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	bool		result_nulls[4] = {false, false, false, false};
 	char	   *user_id;
 	TimestampTz access_expires;
+	SessmgrStepUpClaims stepup;
 	Jsonb	   *client_hints = NULL;
 	SessmgrDevice device;
 	SessmgrPlace place;
@@ -184,8 +185,11 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	result[0] = UUIDPGetDatum(&token.id);
 	result[1] = CStringGetTextDatum(token_text);
 	result[2] = TimestampTzGetDatum(expires_at);
+	stepup.auth_time = DatumGetTimestampTz(values[2]);	/* authenticated_at */
+	stepup.aal = 1;
+	stepup.amr_json = "[]";
 	result[3] = CStringGetTextDatum(SessmgrJwtSign(user_id, &token.id, token_gen,
-												   expires_at, &access_expires));
+												   expires_at, &stepup, &access_expires));
 	SessmgrReturnRow(fcinfo, result_desc, result, result_nulls);
 	explicit_bzero(token_text, sizeof(token_text));
 

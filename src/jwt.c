@@ -290,7 +290,8 @@ unix_seconds(TimestampTz t)
  */
 char *
 SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id, int64 token_gen,
-			   TimestampTz session_expires_at, TimestampTz *expires_at)
+			   TimestampTz session_expires_at, const SessmgrStepUpClaims *stepup,
+			   TimestampTz *expires_at)
 {
 	const SigningKey *key = find_key(NULL);
 	TimestampTz now = GetCurrentTimestamp();
@@ -314,6 +315,11 @@ SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id, int64 token_gen
 					 sid, (unsigned long long) token_gen);
 	escape_json(&payload, sessmgr_jwt_role);
 	appendStringInfo(&payload, ",\"iat\":" INT64_FORMAT ",\"exp\":" INT64_FORMAT, iat, exp);
+	/* step-up, for clients and other services; sessmgr reads the live row */
+	if (stepup != NULL)
+		appendStringInfo(&payload, ",\"auth_time\":" INT64_FORMAT ",\"aal\":%d,\"amr\":%s",
+						 unix_seconds(stepup->auth_time), stepup->aal,
+						 stepup->amr_json ? stepup->amr_json : "[]");
 	if (sessmgr_jwt_audience[0] != '\0')
 	{
 		appendStringInfoString(&payload, ",\"aud\":");

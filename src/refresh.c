@@ -65,6 +65,8 @@ typedef struct LockedSession
 	int64		prev_token_gen;
 	TimestampTz rotated_at;
 	TimestampTz expires_at;
+	SessmgrStepUpClaims stepup;	/* the access token's auth_time, aal, amr */
+	char		amr_json[512];	/* at most 16 methods of 16 bytes */
 } LockedSession;
 
 static bool
@@ -114,7 +116,8 @@ lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
 			   "SELECT user_id, revoked_at IS NOT NULL, "
 			   SESSMGR_LIVE_SQL("", "$2") ","
 			   "       token_hash, prev_token_hash, token_gen, rotated_at, expires_at,"
-			   "       prev_token_gen"
+			   "       prev_token_gen, authenticated_at, aal,"
+			   "       pg_catalog.array_to_json(amr)::pg_catalog.text"
 			   "  FROM sessmgr.sessions"
 			   " WHERE id OPERATOR(pg_catalog.=) $1"
 			   "   FOR UPDATE",
@@ -145,6 +148,15 @@ lock_session(const pg_uuid_t *id, TimestampTz now, LockedSession *s)
 		Datum		d = SPI_getbinval(row, desc, 9, &isnull);
 
 		s->prev_token_gen = isnull ? 0 : DatumGetInt64(d);
+	}
+	s->stepup.auth_time = DatumGetTimestampTz(SPI_getbinval(row, desc, 10, &isnull));
+	s->stepup.aal = DatumGetInt16(SPI_getbinval(row, desc, 11, &isnull));
+	{
+		/* copied out of SPI's memory: the token is signed after SPI_finish */
+		char	   *amr = SPI_getvalue(row, desc, 12);
+
+		strlcpy(s->amr_json, amr ? amr : "[]", sizeof(s->amr_json));
+		s->stepup.amr_json = s->amr_json;
 	}
 	return true;
 }
@@ -399,7 +411,7 @@ sessmgr_refresh(PG_FUNCTION_ARGS)
 	}
 	if (status == REFRESH_OK)
 	{
-		access_token = SessmgrJwtSign(s.user_id, &session_id, new_gen, s.expires_at,
+		access_token = SessmgrJwtSign(s.user_id, &session_id, new_gen, s.expires_at, &s.stepup,
 									  &access_expires);
 		result[2] = CStringGetTextDatum(new_token);
 		result[3] = CStringGetTextDatum(access_token);

@@ -200,9 +200,18 @@ extern void SessmgrReturnRow(FunctionCallInfo fcinfo, TupleDesc desc,
 #define JSON_ASCII_ESCAPES_ONLY	(GetDatabaseEncoding() != PG_UTF8)
 
 
+/* an access token's step-up claims (auth_time, aal, amr; stepup.c) */
+typedef struct SessmgrStepUpClaims
+{
+	TimestampTz auth_time;
+	int			aal;
+	const char *amr_json;		/* a JSON array of strings */
+} SessmgrStepUpClaims;
+
 extern void SessmgrJwtInit(void);
 extern char *SessmgrJwtSign(const char *user_id, const pg_uuid_t *session_id,
 							int64 token_gen, TimestampTz session_expires_at,
+							const SessmgrStepUpClaims *stepup,
 							TimestampTz *expires_at);
 extern char *SessmgrJwtVerify(const char *s, int len, JwtFields *claims,
 							  SessmgrSessionRow *row);

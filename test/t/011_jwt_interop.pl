@@ -88,8 +88,8 @@ is($payload->{role}, 'authenticated', 'issue: role is sessmgr.jwt_role');
 like($payload->{gen}, qr/^[0-9a-f]{16}$/, 'issue: gen is the token generation tag');
 ok($payload->{iat} >= $t0 - 1 && $payload->{iat} <= time + 1, 'issue: iat is the issuance time');
 is($payload->{exp} - $payload->{iat}, 900, 'issue: exp is iat + sessmgr.access_token_ttl (15 min)');
-is_deeply([ sort keys %$payload ], [ sort qw(sub sid gen role iat exp) ],
-	'issue: no other claims (no aud, iss unless configured)');
+is_deeply([ sort keys %$payload ], [ sort qw(sub sid gen role iat exp auth_time aal amr) ],
+	'issue: no other claims (step-up: auth_time, aal, amr; no aud, iss unless configured)');
 is_deeply(verify($alice->{access_token}), $payload, 'verify_access_token returns the same claims');
 
 my $refreshed = $dbh->selectrow_hashref(q{SELECT * FROM sessmgr.refresh($1)}, undef, $alice->{token});
