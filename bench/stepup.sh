@@ -20,10 +20,10 @@ source test/lib.sh
 # shellcheck source=bench/results_section.bash
 source bench/results_section.bash
 
-ROUNDS=6
-SECS=8
+ROUNDS=7
+BLOCKS=200
 QUICK=0
-[[ "${1:-}" == --quick ]] && { ROUNDS=2; SECS=3; QUICK=1; }
+[[ "${1:-}" == --quick ]] && { ROUNDS=3; BLOCKS=10; QUICK=1; }
 
 sessmgr_ensure_packages
 sessmgr_build_install
@@ -52,45 +52,56 @@ GRANT SELECT ON plain, fresh, initp TO stepup_bench;
 VACUUM ANALYZE plain, fresh, initp;
 SQL
 token="$(sessmgr_psql -At -c "SELECT token FROM sessmgr.issue('bench')")"
-
-for t in plain fresh initp; do
-	{
-		echo 'BEGIN;'
-		echo 'SELECT sessmgr.authenticate(:tok);'
-		for _ in $(seq 10); do echo "SELECT count(*) FROM $t;"; done
-		echo 'END;'
-	} >"$work/$t.sql"
-done
-check="$(sessmgr_as_pg "$PG_BIN/psql" -h "$PGHOST" -p "$PGPORT" -U stepup_bench -d postgres -At \
-	-c "SELECT sessmgr.authenticate('$token') IS NOT NULL AS ok; SELECT count(*) FROM fresh")"
-[[ "$check" == *1000 ]] || { echo "bench stepup: the guarded scan does not see its 1000 rows: $check" >&2; exit 1; }
-
-run() {
-	sessmgr_as_pg "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U stepup_bench -n -M prepared -c 1 -T "$SECS" \
-		-D tok="$token" -f "$work/$1.sql" postgres 2>/dev/null |
-		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
-}
-
-run plain >/dev/null; run fresh >/dev/null; run initp >/dev/null   # warm up
+# One backend, one transaction (the identity lasts as long): ROUNDS x BLOCKS short
+# blocks of 20 scans of each table, the order alternating, timed with
+# clock_timestamp(); per round the ratio of the summed times.  Short interleaved
+# blocks keep a drift in the machine's load (other jobs on a shared runner) out
+# of the ratios.
+sessmgr_psql -q -c 'SELECT 1' >/dev/null
+out="$(sessmgr_as_pg "$PG_BIN/psql" -X -h "$PGHOST" -p "$PGPORT" -U stepup_bench -d postgres -Atq -v ON_ERROR_STOP=1 <<SQL
+BEGIN;
+SELECT sessmgr.authenticate('$token') IS NOT NULL;
+CREATE TEMP TABLE times (round int, t text, secs float8);
+DO \$\$
+DECLARE
+    r int; b int; k int; n bigint; t text; t0 timestamptz;
+    tabs text[];
+BEGIN
+    FOR r IN 1..$ROUNDS LOOP
+        FOR b IN 1..$BLOCKS LOOP
+            tabs := CASE WHEN b % 2 = 0 THEN ARRAY['plain', 'fresh', 'initp'] ELSE ARRAY['initp', 'fresh', 'plain'] END;
+            FOREACH t IN ARRAY tabs LOOP
+                t0 := clock_timestamp();
+                FOR k IN 1..20 LOOP
+                    EXECUTE format('SELECT count(*) FROM %I', t) INTO n;
+                    IF n <> 1000 THEN RAISE 'the guarded scan of % sees % rows', t, n; END IF;
+                END LOOP;
+                INSERT INTO times VALUES (r, t, extract(epoch FROM clock_timestamp() - t0));
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+\$\$;
+SELECT times.round, round((sum(secs) FILTER (WHERE t = 'fresh') / sum(secs) FILTER (WHERE t = 'plain'))::numeric, 3),
+       round((sum(secs) FILTER (WHERE t = 'initp') / sum(secs) FILTER (WHERE t = 'plain'))::numeric, 3),
+       round((1000 * 20 * $BLOCKS / sum(secs) FILTER (WHERE t = 'plain'))::numeric)
+  FROM times GROUP BY times.round ORDER BY times.round;
+COMMIT;
+SQL
+)"
 declare -a rf ri
-for ((r = 1; r <= ROUNDS; r++)); do
-	if ((r % 2)); then
-		p="$(run plain)"; f="$(run fresh)"; i="$(run initp)"
-	else
-		i="$(run initp)"; f="$(run fresh)"; p="$(run plain)"
-	fi
-	# cost ratio: time per transaction with the check / without = tps plain / tps checked
-	rf+=("$(awk -v a="$p" -v b="$f" 'BEGIN { printf "%.3f", a / b }')")
-	ri+=("$(awk -v a="$p" -v b="$i" 'BEGIN { printf "%.3f", a / b }')")
-	sessmgr_log "bench stepup: round $r: plain $p tps, is_fresh per row $f tps, is_fresh once $i tps"
-done
+while IFS='|' read -r r f i rps; do
+	[[ -n "$rps" ]] || continue
+	rf+=("$f"); ri+=("$i")
+	sessmgr_log "bench stepup: round $r: per-row is_fresh ${f}x, once ${i}x (plain: $rps rows/s)"
+done <<<"$out"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 mf="$(median "${rf[@]}")"
 mi="$(median "${ri[@]}")"
 vf=PASS; awk -v r="$mf" 'BEGIN { exit !(r > 1.05) }' && vf=MISS
 vi=PASS; awk -v r="$mi" 'BEGIN { exit !(r > 1.05) }' && vi=MISS
-echo "is_fresh per row: ${mf}x the scan's time ($vf); (SELECT is_fresh(...)) once: ${mi}x ($vi); target <= 1.05x ($ROUNDS rounds of ${SECS}s, interleaved)"
+echo "is_fresh per row: ${mf}x the scan's time ($vf); (SELECT is_fresh(...)) once: ${mi}x ($vi); target <= 1.05x ($ROUNDS rounds of $BLOCKS interleaved blocks)"
 [[ $QUICK -eq 1 ]] && exit 0
 
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -98,10 +109,11 @@ bench_write_section stepup "$(cat <<EOF2
 <!-- stepup: written by bench/stepup.sh; the rest of this file by bench/run.sh -->
 ## Step-up: is_fresh() in a row-level security policy
 
-\`bash bench/stepup.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC'), sessmgr $commit; one pgbench client,
-$ROUNDS rounds of ${SECS} s, interleaved): a transaction authenticates once and counts a
-1,000-row table ten times, as a role subject to its policy. Time per transaction
-relative to the policy \`owner = sessmgr.current_user_id()\` alone (median of rounds):
+\`bash bench/stepup.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC'), sessmgr $commit): one backend, one
+transaction after \`sessmgr.authenticate()\`, as a role subject to the policies; $ROUNDS rounds of
+$BLOCKS blocks, each block counting each 1,000-row table 20 times, the order alternating.
+Time of the scans relative to the policy \`owner = sessmgr.current_user_id()\` alone
+(median of the rounds' ratios):
 
 | policy adds | time ratio | rounds | target | result |
 |---|---|---|---|---|
