@@ -19,14 +19,6 @@
 
 #include "sessmgr.h"
 
-static void
-invalid_session_id(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid session id")));
-}
-
 /*
  * The reasons sessmgr writes itself, each with a meaning of its own in the
  * audit trail: cap (an eviction, logged as event "evict"), token_reuse (a
@@ -63,13 +55,6 @@ check_reason(FunctionCallInfo fcinfo, int argno)
 	return reason;
 }
 
-static bool
-text_equal(text *a, text *b)
-{
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
-}
-
 /*
  * End one session; with a user id (user_arg >= 0), only that user's.
  * Returns true if this call ended it, false if it had already ended.
@@ -77,9 +62,7 @@ text_equal(text *a, text *b)
 static bool
 revoke_one(FunctionCallInfo fcinfo, int user_arg, int reason_arg)
 {
-	static SPIPlanPtr read_plan = NULL;
 	static SPIPlanPtr revoke_plan = NULL;
-	Oid			read_types[1] = {UUIDOID};
 	Oid			revoke_types[3] = {UUIDOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[3];
 	Datum		owner_values[2];
@@ -87,10 +70,11 @@ revoke_one(FunctionCallInfo fcinfo, int user_arg, int reason_arg)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	SessmgrOwnerContext octx;
 	bool		revoked = false;
+	Datum		owner;
 
 	reason = check_reason(fcinfo, reason_arg);
 	if (PG_ARGISNULL(0))
-		invalid_session_id();
+		SessmgrInvalidSessionId();
 
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = TimestampTzGetDatum(now);
@@ -98,48 +82,24 @@ revoke_one(FunctionCallInfo fcinfo, int user_arg, int reason_arg)
 
 	SessmgrOwnerBegin(&octx);
 
-	/* whose session is it, and is it still live? */
-	SessmgrRun(&read_plan,
-			   "SELECT user_id, revoked_at IS NOT NULL, expires_at,"
-			   "       last_active_at, idle_timeout"
-			   "  FROM sessmgr.sessions"
-			   " WHERE id OPERATOR(pg_catalog.=) $1",
-			   1, read_types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		invalid_session_id();
-	else
+	/* whose session is it, and is it still live?  An ended one stays ended. */
+	if (SessmgrReadSessionOwner(values[0],
+								user_arg >= 0 ? PG_GETARG_TEXT_PP(user_arg) : NULL,
+								now, &owner))
 	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		owner = SPI_getbinval(row, desc, 1, &isnull);
-		bool		ended = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
-		TimestampTz expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
-		TimestampTz last_active_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
-		Interval   *idle = DatumGetIntervalP(SPI_getbinval(row, desc, 5, &isnull));
+		/* the user's row first (see the lock order in triggers.c) */
+		owner_values[0] = owner;
+		owner_values[1] = values[1];
+		SessmgrLockUserRow(owner_values, USER_LOCK_REVOKE);
 
-		if (user_arg >= 0 &&
-			!text_equal(DatumGetTextPP(owner), PG_GETARG_TEXT_PP(user_arg)))
-			invalid_session_id();
-
-		/* an ended session stays ended: nothing to lock */
-		if (SessmgrSessionIsLive(now, ended, expires_at, last_active_at,
-								 SessmgrIntervalUsecs(idle)))
-		{
-			/* the user's row first (see the lock order in triggers.c) */
-			owner_values[0] = owner;
-			owner_values[1] = values[1];
-			SessmgrLockUserRow(owner_values, USER_LOCK_REVOKE);
-
-			/* then the session, unless it ended while we waited */
-			SessmgrRun(&revoke_plan,
-					   "UPDATE sessmgr.sessions"
-					   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
-					   " WHERE id OPERATOR(pg_catalog.=) $1"
-					   "   AND " SESSMGR_LIVE_SQL("", "$2"),
-					   3, revoke_types, values, NULL, SPI_OK_UPDATE);
-			revoked = (SPI_processed == 1);
-		}
+		/* then the session, unless it ended while we waited */
+		SessmgrRun(&revoke_plan,
+				   "UPDATE sessmgr.sessions"
+				   "   SET revoked_at = pg_catalog.clock_timestamp(), revoke_reason = $3"
+				   " WHERE id OPERATOR(pg_catalog.=) $1"
+				   "   AND " SESSMGR_LIVE_SQL("", "$2"),
+				   3, revoke_types, values, NULL, SPI_OK_UPDATE);
+		revoked = (SPI_processed == 1);
 	}
 
 	SessmgrOwnerEnd(&octx);

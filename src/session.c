@@ -23,6 +23,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -399,6 +400,58 @@ SessmgrLockUserRow(Datum *values, SessmgrUserLock mode)
 			   sql[mode],
 			   mode == USER_LOCK_REVOKE ? 2 : 1, types, values, NULL, 
 			   mode == USER_LOCK_REVOKE ? SPI_OK_UPDATE : SPI_OK_SELECT);
+}
+
+/* The one answer to a session id that is not the caller's to act on. */
+void
+SessmgrInvalidSessionId(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid session id")));
+}
+
+/*
+ * The first step of every change a caller asks for by session id: whose
+ * session it is (*owner, valid until SPI_finish) and whether it is live at
+ * now.  With user_id, the session must be that user's: an unknown session
+ * and another user's raise the same "invalid session id", so a caller learns
+ * nothing about other users' sessions.  Call inside SPI, as the owner.
+ */
+bool
+SessmgrReadSessionOwner(Datum session_id, text *user_id, TimestampTz now, Datum *owner)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	text	   *owner_text;
+
+	values[0] = session_id;
+	if (SessmgrRun(&plan,
+				   "SELECT user_id, revoked_at IS NOT NULL, expires_at,"
+				   "       last_active_at, idle_timeout"
+				   "  FROM sessmgr.sessions"
+				   " WHERE id OPERATOR(pg_catalog.=) $1",
+				   1, types, values, NULL, SPI_OK_SELECT) != 1)
+		SessmgrInvalidSessionId();
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	*owner = SPI_getbinval(row, desc, 1, &isnull);
+	owner_text = DatumGetTextPP(*owner);
+	if (user_id != NULL &&
+		(VARSIZE_ANY_EXHDR(owner_text) != VARSIZE_ANY_EXHDR(user_id) ||
+		 memcmp(VARDATA_ANY(owner_text), VARDATA_ANY(user_id),
+				VARSIZE_ANY_EXHDR(user_id)) != 0))
+		SessmgrInvalidSessionId();
+	return SessmgrSessionIsLive(now,
+								DatumGetBool(SPI_getbinval(row, desc, 2, &isnull)),
+								DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull)),
+								DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull)),
+								SessmgrIntervalUsecs(DatumGetIntervalP(SPI_getbinval(row, desc, 5,
+																					 &isnull))));
 }
 
 /*

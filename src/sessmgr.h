@@ -178,6 +178,9 @@ extern bool SessmgrSessionIsLive(TimestampTz now, bool revoked, TimestampTz expi
 								 TimestampTz last_active_at, int64 idle_usecs);
 extern bool SessmgrSessionRowIsLive(const SessmgrSessionRow *row, TimestampTz now);
 extern void SessmgrLockUserRow(Datum *values, SessmgrUserLock mode);
+extern void SessmgrInvalidSessionId(void) pg_attribute_noreturn();
+extern bool SessmgrReadSessionOwner(Datum session_id, text *user_id, TimestampTz now,
+									Datum *owner);
 extern bool SessmgrTouchIfDue(const SessmgrSessionRow *row, TimestampTz now);
 
 /* triggers.c */

@@ -32,14 +32,6 @@
 #define STEPUP_MAX_AMR			16	/* sessions_amr_check */
 #define STEPUP_MAX_AAL			3
 
-static void
-invalid_session_id(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid session id")));
-}
-
 /* An authentication method: an RFC 8176 value or the like, [a-z]{2,16}. */
 static text *
 check_method(FunctionCallInfo fcinfo, int argno)
@@ -96,10 +88,8 @@ PG_FUNCTION_INFO_V1(sessmgr_reauthenticate);
 Datum
 sessmgr_reauthenticate(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr read_plan = NULL;
 	static SPIPlanPtr update_plan = NULL;
 	static SPIPlanPtr event_plan = NULL;
-	Oid			read_types[1] = {UUIDOID};
 	Oid			update_types[4] = {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT2OID};
 	Oid			event_types[5] = {UUIDOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
 	Datum		values[4];
@@ -128,7 +118,7 @@ sessmgr_reauthenticate(PG_FUNCTION_ARGS)
 		nulls[3] = 'n';
 	}
 	if (PG_ARGISNULL(0))
-		invalid_session_id();
+		SessmgrInvalidSessionId();
 	session_id = *PG_GETARG_UUID_P(0);
 
 	values[0] = PG_GETARG_DATUM(0);
@@ -138,38 +128,13 @@ sessmgr_reauthenticate(PG_FUNCTION_ARGS)
 	SessmgrOwnerBegin(&octx);
 
 	/* whose session is it, and is it still live? */
-	SessmgrRun(&read_plan,
-			   "SELECT user_id, revoked_at IS NOT NULL, expires_at, last_active_at, idle_timeout"
-			   "  FROM sessmgr.sessions"
-			   " WHERE id OPERATOR(pg_catalog.=) $1",
-			   1, read_types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		invalid_session_id();
-	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		owner = SPI_getbinval(row, desc, 1, &isnull);
-		bool		ended = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
-		TimestampTz expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
-		TimestampTz last_active_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
-		Interval   *idle = DatumGetIntervalP(SPI_getbinval(row, desc, 5, &isnull));
-		text	   *owner_text = DatumGetTextPP(owner);
+	if (!SessmgrReadSessionOwner(values[0], user_id, now, &owner_values[0]))
+		SessmgrInvalidSessionId();
+	event_values[1] = owner_values[0];
 
-		if (VARSIZE_ANY_EXHDR(owner_text) != VARSIZE_ANY_EXHDR(user_id) ||
-			memcmp(VARDATA_ANY(owner_text), VARDATA_ANY(user_id),
-				   VARSIZE_ANY_EXHDR(user_id)) != 0)
-			invalid_session_id();
-		if (!SessmgrSessionIsLive(now, ended, expires_at, last_active_at,
-								  SessmgrIntervalUsecs(idle)))
-			invalid_session_id();
-
-		/* the user's row first (the lock order of triggers.c) */
-		owner_values[0] = owner;
-		owner_values[1] = values[1];
-		SessmgrLockUserRow(owner_values, USER_LOCK_SHARE);
-		event_values[1] = owner;
-	}
+	/* the user's row first (the lock order of triggers.c) */
+	owner_values[1] = values[1];
+	SessmgrLockUserRow(owner_values, USER_LOCK_SHARE);
 
 	/* then the session, unless it ended while we waited */
 	SessmgrRun(&update_plan,
@@ -187,7 +152,7 @@ sessmgr_reauthenticate(PG_FUNCTION_ARGS)
 			   " RETURNING aal",
 			   4, update_types, values, nulls, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
-		invalid_session_id();
+		SessmgrInvalidSessionId();
 	{
 		bool		isnull;
 
