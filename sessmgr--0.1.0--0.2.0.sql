@@ -163,7 +163,7 @@ COMMENT ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestampt
 REVOKE ALL ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sessmgr.session_is_live(timestamptz, timestamptz, timestamptz, interval, timestamptz) TO PUBLIC;
 
--- the view and stats() judge liveness with it (same columns, same results)
+-- each session's device and place, derived at issuance (src/devices.c)
 ALTER TABLE sessmgr.sessions
     ADD COLUMN device             text,
     ADD COLUMN browser            text,
@@ -194,6 +194,7 @@ ALTER TABLE sessmgr.session_events
     ADD COLUMN accuracy_radius_km integer,
     ADD COLUMN asn                bigint;
 
+-- the view judges liveness with session_is_live() and shows device and place
 CREATE OR REPLACE VIEW sessmgr.active_sessions AS
 SELECT s.id,
        s.user_id,
