@@ -548,10 +548,22 @@ ALTER TABLE sessmgr.sessions
 UPDATE sessmgr.sessions SET authenticated_at = created_at
  WHERE sessmgr.session_is_live(revoked_at, expires_at, last_active_at, idle_timeout, pg_catalog.now());
 
+/*
+ * Events about an account rather than a session (login_failed,
+ * account_locked, account_unlocked, erased) have no session id; details
+ * holds what else an event has to say.  Sessions remember why their login
+ * looked suspicious (src/risk.c).
+ */
 ALTER TABLE sessmgr.session_events
+    ALTER COLUMN session_id DROP NOT NULL,
+    ADD COLUMN details jsonb,
     DROP CONSTRAINT session_events_event_check,
     ADD CONSTRAINT session_events_event_check
-        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict', 'reauthenticate']::text[]));
+        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict', 'reauthenticate', 'expire',
+                            'login_failed', 'account_locked', 'account_unlocked',
+                            'suspicious_login', 'session_confirmed', 'erased']::text[]));
+
+ALTER TABLE sessmgr.sessions ADD COLUMN risk text[] NOT NULL DEFAULT '{}';
 
 /*
  * Step-up (src/stepup.c, docs/stepup.md): re-authentication recorded on the

@@ -86,6 +86,9 @@ CREATE TABLE sessmgr.sessions (
     authenticated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     aal                smallint    NOT NULL DEFAULT 1,
     amr                text[]      NOT NULL DEFAULT '{}',
+    -- account protection (src/risk.c, docs/protecting-accounts.md): why the
+    -- login looked suspicious when it was issued; empty when it did not
+    risk               text[]      NOT NULL DEFAULT '{}',
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_token_hash_check
         CHECK (pg_catalog.octet_length(token_hash) OPERATOR(pg_catalog.=) 32),
@@ -145,7 +148,7 @@ CREATE TABLE sessmgr.session_events (
     id          bigint      GENERATED ALWAYS AS IDENTITY,
     occurred_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     event       text        NOT NULL,
-    session_id  uuid        NOT NULL,
+    session_id  uuid,       -- NULL for events about an account (login_failed, ...)
     user_id     text        NOT NULL,
     reason      text,
     actor       name        NOT NULL,
@@ -165,9 +168,13 @@ CREATE TABLE sessmgr.session_events (
     longitude          double precision,
     accuracy_radius_km integer,
     asn                bigint,
+    -- what else the event has to say (login_failed: counts; suspicious_login: reasons)
+    details            jsonb,
     CONSTRAINT session_events_pkey PRIMARY KEY (id),
     CONSTRAINT session_events_event_check
-        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict', 'reauthenticate']::text[]))
+        CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'revoke', 'evict', 'reauthenticate', 'expire',
+                            'login_failed', 'account_locked', 'account_unlocked',
+                            'suspicious_login', 'session_confirmed', 'erased']::text[]))
 );
 
 COMMENT ON TABLE sessmgr.session_events IS
