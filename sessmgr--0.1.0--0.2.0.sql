@@ -621,3 +621,37 @@ COMMENT ON FUNCTION sessmgr.require_fresh(interval, integer) IS
     'Raise SQLSTATE PGRST (HTTP 401 with an RFC 9470 challenge behind PostgREST) unless is_fresh(max_age, min_aal).';
 
 REVOKE ALL ON FUNCTION sessmgr.require_fresh(interval, integer) FROM PUBLIC;
+
+/* ---- the SIEM feed (src/feed.c, docs/monitoring.md) ---- */
+
+/*
+ * Before its first event id, every transaction that inserts events publishes
+ * the lowest id it can still get (a share lock only the feed reads), so that
+ * events_since() never moves a cursor past an id that is yet to commit.
+ * ALWAYS: under session_replication_role = replica too.
+ */
+CREATE FUNCTION sessmgr.session_events_feed_guard() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sessmgr_session_events_feed_guard'
+    LANGUAGE C;
+
+REVOKE ALL ON FUNCTION sessmgr.session_events_feed_guard() FROM PUBLIC;
+
+CREATE TRIGGER session_events_feed_guard
+    BEFORE INSERT ON sessmgr.session_events
+    FOR EACH STATEMENT EXECUTE FUNCTION sessmgr.session_events_feed_guard();
+
+ALTER TABLE sessmgr.session_events ENABLE ALWAYS TRIGGER session_events_feed_guard;
+
+/*
+ * The audit trail after a cursor, as Elastic Common Schema documents, for a
+ * SIEM's log shipper; administrators only.
+ */
+CREATE FUNCTION sessmgr.events_since(after_id bigint, max_rows integer DEFAULT 1000)
+RETURNS SETOF jsonb
+    AS 'MODULE_PATHNAME', 'sessmgr_events_since'
+    LANGUAGE C VOLATILE ROWS 1000;
+
+COMMENT ON FUNCTION sessmgr.events_since(bigint, integer) IS
+    'Events with id > after_id (NULL: from the oldest), in id order, at most max_rows (1 to 10000), as ECS JSON documents; never skips an event that commits later. Administrators only.';
+
+REVOKE ALL ON FUNCTION sessmgr.events_since(bigint, integer) FROM PUBLIC;
