@@ -405,6 +405,7 @@ static const char *const path_city[] = {"city", "names", "en", NULL};
 static const char *const path_latitude[] = {"location", "latitude", NULL};
 static const char *const path_longitude[] = {"location", "longitude", NULL};
 static const char *const path_accuracy[] = {"location", "accuracy_radius", NULL};
+static const char *const path_time_zone[] = {"location", "time_zone", NULL};
 static const char *const path_asn[] = {"autonomous_system_number", NULL};
 static const char *const path_as_org[] = {"autonomous_system_organization", NULL};
 
@@ -530,6 +531,8 @@ SessmgrGeolocate(const inet *ip, SessmgrPlace *place)
 		}
 		else
 			place->latitude = place->longitude = 0;
+		/* the IANA time zone ("Europe/Paris"), for the local time of a login */
+		place->time_zone = get_name(&city_db, &entry, path_time_zone);
 	}
 
 	mmdb = geodb_get(&asn_db, sessmgr_geoip_asn_database);
@@ -770,6 +773,7 @@ SessmgrLocateRequest(const inet *ip, SessmgrPlace *place)
 	place->latitude = place->has_coordinates ? latitude : 0;
 	place->longitude = place->has_coordinates ? longitude : 0;
 	place->accuracy_radius_km = -1;
+	place->time_zone = NULL;
 
 	/* what the database adds where it agrees */
 	if (db.country_code == NULL || strcmp(db.country_code, country) != 0)
@@ -783,6 +787,7 @@ SessmgrLocateRequest(const inet *ip, SessmgrPlace *place)
 		place->region = db.region;
 	if (place->city == NULL)
 		place->city = db.city;
+	place->time_zone = db.time_zone;
 	if (!place->has_coordinates && db.has_coordinates)
 	{
 		place->has_coordinates = true;

@@ -40,6 +40,16 @@ int			sessmgr_user_agent_cache_size = 4096;
 char	   *sessmgr_geoip_database = NULL;
 char	   *sessmgr_geoip_asn_database = NULL;
 int			sessmgr_location_headers = SESSMGR_LOCATION_HEADERS_NONE;
+int			sessmgr_max_travel_speed = 900;
+int			sessmgr_suspicious_login_policy = SESSMGR_RISK_POLICY_FLAG;
+int			sessmgr_suspicious_after_failures = 10;
+
+static const struct config_enum_entry suspicious_login_policy_options[] = {
+	{"off", SESSMGR_RISK_POLICY_OFF, false},
+	{"flag", SESSMGR_RISK_POLICY_FLAG, false},
+	{"step_up", SESSMGR_RISK_POLICY_STEP_UP, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry cap_policy_options[] = {
 	{"evict_oldest", SESSMGR_CAP_EVICT_OLDEST, false},
@@ -320,6 +330,34 @@ SessmgrDefineSettings(void)
 							"0 turns the cache off.",
 							&sessmgr_user_agent_cache_size,
 							4096, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	/* suspicious logins (risk.c, docs/protecting-accounts.md) */
+	DefineCustomEnumVariable("sessmgr.suspicious_login_policy",
+							 "What a suspicious login leads to.",
+							 "off: no checks; flag: record and announce it; step_up: also "
+							 "start the session unconfirmed (aal 0) until it re-authenticates.",
+							 &sessmgr_suspicious_login_policy,
+							 SESSMGR_RISK_POLICY_FLAG, suspicious_login_policy_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.max_travel_speed",
+							"Fastest plausible travel between two logins, in km/h.",
+							"Faster (after subtracting both places' accuracy radii) is "
+							"impossible_travel.",
+							&sessmgr_max_travel_speed,
+							900, 1, 100000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.suspicious_after_failures",
+							"Recent failed attempts on an account that make its next login "
+							"suspicious (after_failures).",
+							"0 turns the check off.",
+							&sessmgr_suspicious_after_failures,
+							10, 0, 1000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 

@@ -71,6 +71,17 @@ extern int	sessmgr_user_agent_cache_size;
 extern char *sessmgr_geoip_database;
 extern char *sessmgr_geoip_asn_database;
 extern int	sessmgr_location_headers;
+extern int	sessmgr_max_travel_speed;
+extern int	sessmgr_suspicious_login_policy;
+extern int	sessmgr_suspicious_after_failures;
+
+/* sessmgr.suspicious_login_policy: what a suspicious login leads to (risk.c) */
+typedef enum SessmgrRiskPolicy
+{
+	SESSMGR_RISK_POLICY_OFF,
+	SESSMGR_RISK_POLICY_FLAG,
+	SESSMGR_RISK_POLICY_STEP_UP
+} SessmgrRiskPolicy;
 
 /* sessmgr.location_headers: whose location headers a request's place comes from */
 typedef enum SessmgrLocationHeaders
@@ -250,6 +261,7 @@ typedef struct SessmgrPlace
 	int			accuracy_radius_km;
 	int64		asn;
 	char	   *as_organization;
+	char	   *time_zone;		/* IANA name, from the database's location */
 } SessmgrPlace;
 
 extern void SessmgrGeolocate(const inet *ip, SessmgrPlace *place);
@@ -262,6 +274,18 @@ extern void SessmgrDevicePlaceParams(const SessmgrDevice *device, const SessmgrP
 									 Datum *values, char *nulls, int first);
 extern void SessmgrDeriveDevicePlace(text *user_agent, inet *ip, Jsonb *client_hints,
 									 SessmgrDevice *device, SessmgrPlace *place);
+
+/* risk.c: suspicious logins, judged at issue() */
+typedef struct SessmgrRisk SessmgrRisk;
+
+extern SessmgrRisk *SessmgrRiskAssess(Datum user_id, const SessmgrDevice *device,
+									  const SessmgrPlace *place, text *device_cookie,
+									  int login_failures, TimestampTz now);
+extern Datum SessmgrRiskReasons(const SessmgrRisk *risk);
+extern int	SessmgrRiskAal(const SessmgrRisk *risk);
+extern void SessmgrRiskRecord(SessmgrRisk *risk, Datum user_id, const pg_uuid_t *session_id,
+							  inet *ip, const SessmgrDevice *device, const SessmgrPlace *place);
+extern bool SessmgrRiskCleanup(TimestampTz before, int64 batch_rows, text **cursor);
 
 /* identity.c */
 extern void SessmgrIdentityInit(void);
