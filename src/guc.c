@@ -40,6 +40,13 @@ int			sessmgr_user_agent_cache_size = 4096;
 char	   *sessmgr_geoip_database = NULL;
 char	   *sessmgr_geoip_asn_database = NULL;
 int			sessmgr_location_headers = SESSMGR_LOCATION_HEADERS_NONE;
+int			sessmgr_login_pair_free_failures = 5;
+int			sessmgr_login_account_free_failures = 20;
+int			sessmgr_login_address_free_failures = 100;
+int			sessmgr_login_first_delay = 1000;
+int			sessmgr_login_max_delay = 15 * 60 * 1000;
+int			sessmgr_login_failure_window = 12 * 3600;
+int			sessmgr_login_lockout_failures = 100;
 int			sessmgr_max_travel_speed = 900;
 int			sessmgr_suspicious_login_policy = SESSMGR_RISK_POLICY_FLAG;
 int			sessmgr_suspicious_after_failures = 10;
@@ -161,6 +168,25 @@ check_user_agent_regexes(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * When a superuser SETs the delays of failed logins in a session, refuse a
+ * first delay longer than the maximum (from files, as for the timeouts, the
+ * maximum simply caps every delay).
+ */
+static bool
+check_login_first_delay(int *newval, void **extra, GucSource source)
+{
+	return check_pair(*newval, sessmgr_login_max_delay, source,
+					  "sessmgr.login_first_delay", "sessmgr.login_max_delay");
+}
+
+static bool
+check_login_max_delay(int *newval, void **extra, GucSource source)
+{
+	return check_pair(sessmgr_login_first_delay, *newval, source,
+					  "sessmgr.login_first_delay", "sessmgr.login_max_delay");
 }
 
 /* Define the settings; called once from _PG_init. */
@@ -358,6 +384,72 @@ SessmgrDefineSettings(void)
 							"0 turns the check off.",
 							&sessmgr_suspicious_after_failures,
 							10, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	/*
+	 * Failed logins (throttle.c, docs/protecting-accounts.md).  The free
+	 * allowances let a person mistype a few times without a delay; the pair
+	 * (one account from one network) is the tightest because that is where a
+	 * guesser works, the account's allows for its owner on several devices,
+	 * the address's for many people behind one NAT.  Delays double from the
+	 * first up to the maximum; NIST SP 800-63B limits consecutive failures
+	 * on an account to at most 100, hence the lockout's range.
+	 */
+	DefineCustomIntVariable("sessmgr.login_pair_free_failures",
+							"Failed logins on one account from one network before delays start.",
+							"A network is an IPv4 address or an IPv6 /64.",
+							&sessmgr_login_pair_free_failures,
+							5, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.login_account_free_failures",
+							"Failed logins on one account from anywhere before delays start.",
+							NULL,
+							&sessmgr_login_account_free_failures,
+							20, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.login_address_free_failures",
+							"Failed logins from one network across accounts before delays start.",
+							"Counts credential stuffing: one network trying many accounts.",
+							&sessmgr_login_address_free_failures,
+							100, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.login_first_delay",
+							"Delay after the first failed login beyond a free allowance.",
+							"Each further failure doubles it, up to sessmgr.login_max_delay; "
+							"0 turns delays off.",
+							&sessmgr_login_first_delay,
+							1000, 0, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							check_login_first_delay, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.login_max_delay",
+							"Longest delay between failed logins.",
+							NULL,
+							&sessmgr_login_max_delay,
+							15 * 60 * 1000, 0, SECS_PER_DAY_INT * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							check_login_max_delay, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.login_failure_window",
+							"Failed logins are forgotten this long after a key's last one.",
+							"A locked account's are kept until sessmgr.unlock_account.",
+							&sessmgr_login_failure_window,
+							12 * 3600, 1, 30 * SECS_PER_DAY_INT,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sessmgr.login_lockout_failures",
+							"Consecutive failed logins that lock an account until sessmgr.unlock_account.",
+							"At most 100 (NIST SP 800-63B).",
+							&sessmgr_login_lockout_failures,
+							100, 1, 100,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 

@@ -71,6 +71,13 @@ extern int	sessmgr_user_agent_cache_size;
 extern char *sessmgr_geoip_database;
 extern char *sessmgr_geoip_asn_database;
 extern int	sessmgr_location_headers;
+extern int	sessmgr_login_pair_free_failures;
+extern int	sessmgr_login_account_free_failures;
+extern int	sessmgr_login_address_free_failures;
+extern int	sessmgr_login_first_delay;	/* ms */
+extern int	sessmgr_login_max_delay;	/* ms */
+extern int	sessmgr_login_failure_window;	/* s */
+extern int	sessmgr_login_lockout_failures;
 extern int	sessmgr_max_travel_speed;
 extern int	sessmgr_suspicious_login_policy;
 extern int	sessmgr_suspicious_after_failures;
@@ -150,6 +157,11 @@ extern text *SessmgrCheckUserId(FunctionCallInfo fcinfo, int argno, bool allow_e
 
 /* subxact.c */
 extern ErrorData *SessmgrTryInSubtransaction(void (*fn) (void *arg), void *arg);
+
+/* throttle.c: failed logins, their delays and the account lock */
+extern int	SessmgrThrottleBeforeIssue(Datum user_id, inet *ip);
+extern void SessmgrThrottleAfterIssue(Datum user_id, inet *ip, int failures);
+extern bool SessmgrThrottleCleanup(int64 batch_rows, Datum *cursor, int64 *removed);
 
 /*
  * The live-session rule in sessmgr's own SQL: a call of the SQL function
