@@ -1163,3 +1163,370 @@ COMMENT ON FUNCTION sessmgr.events_since(bigint, integer) IS
     'Events with id > after_id (NULL: from the oldest), in id order, at most max_rows (1 to 10000), as ECS JSON documents; never skips an event that commits later. Administrators only.';
 
 REVOKE ALL ON FUNCTION sessmgr.events_since(bigint, integer) FROM PUBLIC;
+
+/* ---- metrics for Prometheus (docs/monitoring.md#metrics, monitoring/) ---- */
+
+/*
+ * The figures that need every session row, as of the last cleanup run:
+ * sessmgr.refresh_metrics() writes this one row at the start of every run
+ * (cleanup reads every session row anyway), so that sessmgr.metrics() can be
+ * scraped every 15 seconds without reading the sessions table.
+ * through_event_id: the events up to this id are counted in
+ * sessmgr.metrics_counters; a scrape adds the ones after it.
+ */
+CREATE TABLE sessmgr.metrics_snapshot (
+    id                        boolean          NOT NULL DEFAULT true,
+    taken_at                  timestamptz      NOT NULL,
+    took                      interval         NOT NULL,
+    retention                 interval         NOT NULL,
+    event_retention           interval         NOT NULL,
+    active_sessions           bigint           NOT NULL,
+    remembered_sessions       bigint           NOT NULL,
+    users_with_sessions       bigint           NOT NULL,
+    p50_sessions_per_user     double precision,
+    p90_sessions_per_user     double precision,
+    p99_sessions_per_user     double precision,
+    max_sessions_per_user     bigint,
+    oldest_active_created_at  timestamptz,
+    session_rows              bigint           NOT NULL,
+    sessions_awaiting_cleanup bigint           NOT NULL,
+    through_event_id          bigint           NOT NULL,
+    CONSTRAINT metrics_snapshot_pkey PRIMARY KEY (id),
+    CONSTRAINT metrics_snapshot_one_row CHECK (id)
+);
+
+COMMENT ON TABLE sessmgr.metrics_snapshot IS
+    'Session figures as of the last cleanup run (sessmgr.refresh_metrics), for sessmgr.metrics().';
+
+/*
+ * Cumulative event counts by event and reason ('' for none), for the events
+ * up to metrics_snapshot.through_event_id; rolled up by refresh_metrics(),
+ * never per event (that would make one hot row of every login).  They
+ * outlive the events (sessmgr.event_retention): counters never go down.
+ * A login_failed event stands for the failures its details count.
+ */
+CREATE TABLE sessmgr.metrics_counters (
+    event  text   NOT NULL,
+    reason text   NOT NULL,
+    total  bigint NOT NULL,
+    CONSTRAINT metrics_counters_pkey PRIMARY KEY (event, reason)
+);
+
+COMMENT ON TABLE sessmgr.metrics_counters IS
+    'Cumulative event counts by event and reason, rolled up by sessmgr.refresh_metrics() (the events after metrics_snapshot.through_event_id are not in them yet).';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.metrics_snapshot', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.metrics_counters', '');
+
+/*
+ * Take the snapshot and roll the events up into the counters.  CALL
+ * sessmgr.cleanup() calls it at the start of every run (as the extension
+ * owner); an administrator may call it by hand.  Reads every session row
+ * once.  Returns false, doing nothing, while another refresh is running.
+ *
+ * The counters take in the events up to a cut chosen so that no event below
+ * it can still become visible: events older than 10 seconds, and older than
+ * the start of any transaction that holds a lock on session_events right now
+ * (a writer in progress); none while a prepared transaction holds one, nor
+ * in a REPEATABLE READ or SERIALIZABLE transaction (its snapshot is older
+ * than the list of writers).
+ * Events after the cut are counted by every scrape until the next refresh.
+ */
+CREATE FUNCTION sessmgr.refresh_metrics() RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started         timestamptz := clock_timestamp();
+    retention       interval;
+    event_retention interval;
+    cut             timestamptz;
+    old_through     bigint;
+    new_through     bigint;
+BEGIN
+    BEGIN
+        LOCK TABLE sessmgr.metrics_snapshot IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;
+    END;
+
+    -- the sessmgr.* settings exist once the library is loaded in this backend
+    PERFORM sessmgr.current_session_id();
+    SELECT make_interval(secs => s.setting::double precision) INTO retention
+      FROM pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'sessmgr.retention';
+    SELECT make_interval(secs => s.setting::double precision) INTO event_retention
+      FROM pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'sessmgr.event_retention';
+
+    SELECT m.through_event_id INTO old_through FROM sessmgr.metrics_snapshot m;
+    old_through := coalesce(old_through, 0);
+
+    -- the cut: before every writer of session_events still in progress
+    IF EXISTS (SELECT FROM pg_locks l
+                WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
+                  AND l.database OPERATOR(pg_catalog.=)
+                      (SELECT d.oid FROM pg_database d
+                        WHERE d.datname OPERATOR(pg_catalog.=) current_database())
+                  AND l.relation OPERATOR(pg_catalog.=) 'sessmgr.session_events'::regclass
+                  AND l.pid IS NULL)
+       OR current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        -- a prepared transaction: wait for it; a transaction snapshot could
+        -- miss events committed before the writers were listed
+        new_through := old_through;
+    ELSE
+        SELECT least(started OPERATOR(pg_catalog.-) interval '10 seconds', min(a.xact_start))
+          INTO cut
+          FROM pg_locks l
+          JOIN pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+         WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
+           AND l.database OPERATOR(pg_catalog.=)
+               (SELECT d.oid FROM pg_database d
+                 WHERE d.datname OPERATOR(pg_catalog.=) current_database())
+           AND l.relation OPERATOR(pg_catalog.=) 'sessmgr.session_events'::regclass
+           AND l.pid OPERATOR(pg_catalog.<>) pg_backend_pid();
+        -- a new statement, so a new snapshot: taken after the writers were listed
+        SELECT e.id INTO new_through
+          FROM sessmgr.session_events e
+         WHERE e.occurred_at OPERATOR(pg_catalog.<) cut
+         ORDER BY e.occurred_at DESC, e.id DESC
+         LIMIT 1;
+        new_through := greatest(coalesce(new_through, old_through), old_through);
+    END IF;
+
+    IF new_through OPERATOR(pg_catalog.>) old_through THEN
+        INSERT INTO sessmgr.metrics_counters AS c (event, reason, total)
+        SELECT e.event, coalesce(e.reason, ''),
+               sum(CASE WHEN e.event OPERATOR(pg_catalog.=) 'login_failed'
+                         AND jsonb_typeof(e.details OPERATOR(pg_catalog.->) 'failures')
+                             OPERATOR(pg_catalog.=) 'number'
+                        THEN greatest(least((e.details OPERATOR(pg_catalog.->>) 'failures')::numeric,
+                                            1000000000), 1)::bigint
+                        ELSE 1 END)
+          FROM sessmgr.session_events e
+         WHERE e.id OPERATOR(pg_catalog.>) old_through
+           AND e.id OPERATOR(pg_catalog.<=) new_through
+         GROUP BY 1, 2
+        ON CONFLICT (event, reason)
+        DO UPDATE SET total = c.total OPERATOR(pg_catalog.+) excluded.total;
+    END IF;
+
+    -- every session row once: live ones per user, and those past retention
+    INSERT INTO sessmgr.metrics_snapshot AS m
+          (id, taken_at, took, retention, event_retention, active_sessions, remembered_sessions,
+           users_with_sessions, p50_sessions_per_user, p90_sessions_per_user,
+           p99_sessions_per_user, max_sessions_per_user, oldest_active_created_at,
+           session_rows, sessions_awaiting_cleanup, through_event_id)
+    SELECT true, started, clock_timestamp() OPERATOR(pg_catalog.-) started,
+           retention, event_retention,
+           coalesce(sum(u.live), 0), coalesce(sum(u.remembered), 0),
+           count(*) FILTER (WHERE u.live OPERATOR(pg_catalog.>) 0),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY u.live)
+               FILTER (WHERE u.live OPERATOR(pg_catalog.>) 0),
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY u.live)
+               FILTER (WHERE u.live OPERATOR(pg_catalog.>) 0),
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY u.live)
+               FILTER (WHERE u.live OPERATOR(pg_catalog.>) 0),
+           max(u.live) FILTER (WHERE u.live OPERATOR(pg_catalog.>) 0),
+           min(u.oldest_live),
+           coalesce(sum(u.n), 0), coalesce(sum(u.past_retention), 0),
+           new_through
+      FROM (SELECT count(*) FILTER (WHERE x.live) AS live,
+                   count(*) FILTER (WHERE x.live AND x.remember) AS remembered,
+                   min(x.created_at) FILTER (WHERE x.live) AS oldest_live,
+                   count(*) AS n,
+                   count(*) FILTER (WHERE NOT x.live
+                                      AND x.ended_at OPERATOR(pg_catalog.<)
+                                          (now() OPERATOR(pg_catalog.-) retention)) AS past_retention
+              FROM (SELECT s.user_id, s.created_at, s.remember,
+                           sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
+                                                   s.idle_timeout, now()) AS live,
+                           least(s.revoked_at, s.expires_at,
+                                 s.last_active_at OPERATOR(pg_catalog.+) s.idle_timeout) AS ended_at
+                      FROM sessmgr.sessions s) x
+             GROUP BY x.user_id) u
+    ON CONFLICT (id) DO UPDATE
+       SET taken_at = excluded.taken_at, took = excluded.took,
+           retention = excluded.retention, event_retention = excluded.event_retention,
+           active_sessions = excluded.active_sessions,
+           remembered_sessions = excluded.remembered_sessions,
+           users_with_sessions = excluded.users_with_sessions,
+           p50_sessions_per_user = excluded.p50_sessions_per_user,
+           p90_sessions_per_user = excluded.p90_sessions_per_user,
+           p99_sessions_per_user = excluded.p99_sessions_per_user,
+           max_sessions_per_user = excluded.max_sessions_per_user,
+           oldest_active_created_at = excluded.oldest_active_created_at,
+           session_rows = excluded.session_rows,
+           sessions_awaiting_cleanup = excluded.sessions_awaiting_cleanup,
+           through_event_id = excluded.through_event_id;
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.refresh_metrics() IS
+    'Take the session figures and roll the events up into the counters (cleanup does it every run); false while another refresh runs.';
+
+/*
+ * The metrics, in one row, for a scrape every 15 seconds: index look-ups,
+ * the one-row snapshot, the events written since the last refresh (through
+ * the primary key), the latest cleanup runs (through theirs).  Timestamps
+ * are seconds since the epoch, 0 for never.  Counters (*_total) count since
+ * the extension was installed, and stay exact when events are removed.
+ */
+CREATE FUNCTION sessmgr.metrics(
+    OUT snapshot_timestamp_seconds             double precision,
+    OUT snapshot_age_seconds                   double precision,
+    OUT snapshot_duration_seconds              double precision,
+    OUT active_sessions                        bigint,
+    OUT remembered_sessions                    bigint,
+    OUT users_with_sessions                    bigint,
+    OUT p50_sessions_per_user                  double precision,
+    OUT p90_sessions_per_user                  double precision,
+    OUT p99_sessions_per_user                  double precision,
+    OUT max_sessions_per_user                  bigint,
+    OUT oldest_active_session_created_seconds  double precision,
+    OUT session_rows                           bigint,
+    OUT sessions_awaiting_cleanup              bigint,
+    OUT sessions_cleanup_overdue_seconds       double precision,
+    OUT events_cleanup_overdue_seconds         double precision,
+    OUT cleanup_last_started_timestamp_seconds double precision,
+    OUT cleanup_last_finished_timestamp_seconds double precision,
+    OUT cleanup_last_duration_seconds          double precision,
+    OUT cleanup_last_sessions_removed          bigint,
+    OUT cleanup_last_events_removed            bigint,
+    OUT cleanup_last_owners_removed            bigint,
+    OUT cleanup_running                        bigint,
+    OUT cleanup_unfinished_runs                bigint,
+    OUT notification_queue_usage               double precision,
+    OUT logins_total                           bigint,
+    OUT failed_logins_total                    bigint,
+    OUT suspicious_logins_total                bigint,
+    OUT account_lockouts_total                 bigint,
+    OUT revocations_total                      bigint,
+    OUT evictions_total                        bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH snap AS (
+        SELECT m.* FROM sessmgr.metrics_snapshot m
+    ), counts AS (
+        SELECT c.event, sum(c.n) AS n
+          FROM (SELECT k.event, k.total AS n FROM sessmgr.metrics_counters k
+                UNION ALL
+                SELECT e.event,
+                       CASE WHEN e.event OPERATOR(pg_catalog.=) 'login_failed'
+                             AND jsonb_typeof(e.details OPERATOR(pg_catalog.->) 'failures')
+                                 OPERATOR(pg_catalog.=) 'number'
+                            THEN greatest(least((e.details OPERATOR(pg_catalog.->>) 'failures')::numeric,
+                                                1000000000), 1)::bigint
+                            ELSE 1 END
+                  FROM sessmgr.session_events e
+                 WHERE e.id OPERATOR(pg_catalog.>)
+                       coalesce((SELECT snap.through_event_id FROM snap), 0)) c
+         GROUP BY c.event
+    ), last_run AS (
+        SELECT r.started_at, r.finished_at, r.sessions_removed, r.events_removed, r.owners_removed
+          FROM sessmgr.cleanup_runs r
+         WHERE r.finished_at IS NOT NULL
+         ORDER BY r.id DESC
+         LIMIT 1
+    ), recent_runs AS (
+        SELECT r.started_at, r.finished_at
+          FROM sessmgr.cleanup_runs r
+         ORDER BY r.id DESC
+         LIMIT 100
+    )
+    SELECT coalesce(extract(epoch FROM snap.taken_at), 0)::double precision,
+           CASE WHEN snap.taken_at IS NOT NULL
+                THEN greatest(extract(epoch FROM now() OPERATOR(pg_catalog.-) snap.taken_at), 0)
+           END::double precision,
+           extract(epoch FROM snap.took)::double precision,
+           snap.active_sessions, snap.remembered_sessions, snap.users_with_sessions,
+           snap.p50_sessions_per_user, snap.p90_sessions_per_user, snap.p99_sessions_per_user,
+           snap.max_sessions_per_user,
+           extract(epoch FROM snap.oldest_active_created_at)::double precision,
+           snap.session_rows, snap.sessions_awaiting_cleanup,
+           greatest(extract(epoch FROM now() OPERATOR(pg_catalog.-) snap.retention
+                                       OPERATOR(pg_catalog.-)
+                                       (SELECT min(s.expires_at) FROM sessmgr.sessions s)), 0)::double precision,
+           greatest(extract(epoch FROM now() OPERATOR(pg_catalog.-) snap.event_retention
+                                       OPERATOR(pg_catalog.-)
+                                       (SELECT min(e.occurred_at) FROM sessmgr.session_events e)), 0)::double precision,
+           coalesce((SELECT extract(epoch FROM l.started_at) FROM last_run l), 0)::double precision,
+           coalesce((SELECT extract(epoch FROM l.finished_at) FROM last_run l), 0)::double precision,
+           (SELECT extract(epoch FROM l.finished_at OPERATOR(pg_catalog.-) l.started_at)
+              FROM last_run l)::double precision,
+           (SELECT l.sessions_removed FROM last_run l),
+           (SELECT l.events_removed FROM last_run l),
+           (SELECT l.owners_removed FROM last_run l),
+           (SELECT count(*) FROM recent_runs r
+             WHERE r.finished_at IS NULL
+               AND r.started_at OPERATOR(pg_catalog.>=) (now() OPERATOR(pg_catalog.-) interval '1 hour')),
+           (SELECT count(*) FROM recent_runs r
+             WHERE r.finished_at IS NULL
+               AND r.started_at OPERATOR(pg_catalog.<) (now() OPERATOR(pg_catalog.-) interval '1 hour')),
+           pg_notification_queue_usage(),
+           coalesce((SELECT c.n FROM counts c WHERE c.event OPERATOR(pg_catalog.=) 'issue'), 0)::bigint,
+           coalesce((SELECT c.n FROM counts c WHERE c.event OPERATOR(pg_catalog.=) 'login_failed'), 0)::bigint,
+           coalesce((SELECT c.n FROM counts c WHERE c.event OPERATOR(pg_catalog.=) 'suspicious_login'), 0)::bigint,
+           coalesce((SELECT c.n FROM counts c WHERE c.event OPERATOR(pg_catalog.=) 'account_locked'), 0)::bigint,
+           coalesce((SELECT c.n FROM counts c WHERE c.event OPERATOR(pg_catalog.=) 'revoke'), 0)::bigint,
+           coalesce((SELECT c.n FROM counts c WHERE c.event OPERATOR(pg_catalog.=) 'evict'), 0)::bigint
+      FROM (SELECT 1) AS one
+      LEFT JOIN snap ON true
+$$;
+
+COMMENT ON FUNCTION sessmgr.metrics() IS
+    'Gauges and counters for a Prometheus scrape (monitoring/postgres_exporter.yml), without reading every session row.';
+
+/*
+ * The event counters by event and reason ('' for none): a login_failed
+ * event counts the failures it stands for.  Revocations by reason are the
+ * revoke and evict (reason cap) rows.
+ */
+CREATE FUNCTION sessmgr.metrics_events()
+RETURNS TABLE (event text, reason text, total bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.event, c.reason, sum(c.n)::bigint
+      FROM (SELECT k.event, k.reason, k.total AS n FROM sessmgr.metrics_counters k
+            UNION ALL
+            SELECT e.event, coalesce(e.reason, ''),
+                   CASE WHEN e.event OPERATOR(pg_catalog.=) 'login_failed'
+                         AND jsonb_typeof(e.details OPERATOR(pg_catalog.->) 'failures')
+                             OPERATOR(pg_catalog.=) 'number'
+                        THEN greatest(least((e.details OPERATOR(pg_catalog.->>) 'failures')::numeric,
+                                            1000000000), 1)::bigint
+                        ELSE 1 END
+              FROM sessmgr.session_events e
+             WHERE e.id OPERATOR(pg_catalog.>)
+                   coalesce((SELECT m.through_event_id FROM sessmgr.metrics_snapshot m), 0)) c
+     GROUP BY c.event, c.reason
+$$;
+
+COMMENT ON FUNCTION sessmgr.metrics_events() IS
+    'Cumulative event counts by event and reason, for a Prometheus scrape.';
+
+/* Size, tuples and vacuum of each sessmgr table, from the statistics. */
+CREATE FUNCTION sessmgr.metrics_tables()
+RETURNS TABLE (table_name text, table_bytes bigint, index_bytes bigint,
+               live_tuples bigint, dead_tuples bigint,
+               last_vacuum_timestamp_seconds double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.relname::text, pg_table_size(c.oid), pg_indexes_size(c.oid),
+           pg_stat_get_live_tuples(c.oid), pg_stat_get_dead_tuples(c.oid),
+           coalesce(extract(epoch FROM greatest(pg_stat_get_last_vacuum_time(c.oid),
+                                                pg_stat_get_last_autovacuum_time(c.oid))),
+                    0)::double precision
+      FROM pg_class c
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) 'sessmgr'::regnamespace
+       AND c.relkind OPERATOR(pg_catalog.=) 'r'
+$$;
+
+COMMENT ON FUNCTION sessmgr.metrics_tables() IS
+    'Size, live and dead tuples and last vacuum of each sessmgr table, for a Prometheus scrape.';
+
+REVOKE ALL ON TABLE sessmgr.metrics_snapshot, sessmgr.metrics_counters FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.refresh_metrics(), sessmgr.metrics(), sessmgr.metrics_events(),
+    sessmgr.metrics_tables() FROM PUBLIC;
