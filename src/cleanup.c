@@ -540,6 +540,21 @@ finish_run(CleanupRun *run)
 }
 
 /*
+ * Take the session figures and roll the events up into the counters that
+ * sessmgr.metrics() serves until the next run (sessmgr.refresh_metrics(),
+ * docs/monitoring.md#metrics): one more read of every session row.  It does
+ * nothing while another run's refresh is under way.
+ */
+static void
+refresh_metrics(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	SessmgrRun(&plan, "SELECT sessmgr.refresh_metrics()",
+			   0, NULL, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
  * sessmgr.cleanup(batch_size integer DEFAULT 1000,
  *				   INOUT sessions_removed bigint DEFAULT NULL,
  *				   INOUT events_removed bigint DEFAULT NULL,
@@ -592,6 +607,12 @@ sessmgr_cleanup(PG_FUNCTION_ARGS)
 	next_batch(&run);
 	SessmgrEnterOwnerMode(&octx);
 	any_sessions = start_run(&run, actor, &sessions_end);
+	SessmgrLeaveOwnerMode(&octx);
+	next_batch(&run);
+
+	/* the monitoring figures, before anything is removed */
+	SessmgrEnterOwnerMode(&octx);
+	refresh_metrics();
 	SessmgrLeaveOwnerMode(&octx);
 	next_batch(&run);
 
