@@ -1026,3 +1026,562 @@ REVOKE ALL ON FUNCTION sessmgr.refresh_metrics(), sessmgr.metrics(), sessmgr.met
 -- the first snapshot and roll-up now, so that the first scrapes after the
 -- update do not count the whole event history
 SELECT sessmgr.refresh_metrics();
+
+/* ---- privacy: minimisation and erasure (src/privacy.c, docs/privacy.md) ---- */
+
+/*
+ * How far cleanup has minimised the events (src/privacy.c): every event up
+ * to (events_done_at, events_done_id), in (occurred_at, id) order, is.  One
+ * row, written in the transaction of each minimising batch.
+ */
+CREATE TABLE sessmgr.privacy_progress (
+    singleton      boolean     NOT NULL DEFAULT true,
+    events_done_at timestamptz NOT NULL,
+    events_done_id bigint      NOT NULL,
+    CONSTRAINT privacy_progress_pkey PRIMARY KEY (singleton),
+    CONSTRAINT privacy_progress_singleton_check CHECK (singleton)
+);
+
+COMMENT ON TABLE sessmgr.privacy_progress IS
+    'Where cleanup''s minimisation of events (sessmgr.pii_retention) stopped.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.privacy_progress', '');
+
+REVOKE ALL ON TABLE sessmgr.privacy_progress FROM PUBLIC;
+
+/* The actor and actor_user_id the audit trail would record for an event now. */
+CREATE FUNCTION sessmgr.audit_actor(OUT actor name, OUT actor_user_id text)
+    AS 'MODULE_PATHNAME', 'sessmgr_audit_actor'
+    LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION sessmgr.audit_actor() IS
+    'The actor (request role) and actor_user_id the audit trail records for an event written now.';
+
+REVOKE ALL ON FUNCTION sessmgr.audit_actor() FROM PUBLIC;
+
+/*
+ * The administrator acting through sessmgr_admin_api: events the rest of the
+ * transaction writes name them as actor_user_id.  Only the wrappers call it.
+ */
+CREATE FUNCTION sessmgr.set_admin_actor(admin_id text) RETURNS void
+    AS 'MODULE_PATHNAME', 'sessmgr_set_admin_actor'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.set_admin_actor(text) IS
+    'For sessmgr_admin_api: record admin_id (the JWT''s sub) as actor_user_id of the events this transaction writes.';
+
+REVOKE ALL ON FUNCTION sessmgr.set_admin_actor(text) FROM PUBLIC;
+
+-- The user id argument of the privacy functions: the rules of src/args.c.
+CREATE FUNCTION sessmgr.check_user_id_arg(user_id text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF user_id IS NULL THEN
+        RAISE EXCEPTION 'user id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF octet_length(user_id) OPERATOR(pg_catalog.>) 256 THEN
+        RAISE EXCEPTION 'user id is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = 'The limit is 256 bytes.';
+    END IF;
+    IF user_id OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN user_id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION sessmgr.check_user_id_arg(text) FROM PUBLIC;
+
+/*
+ * Right to erasure: end the user's sessions and delete every row about them
+ * (sessions and their retired tokens, events, the owner row, known devices,
+ * the login profile, the login counters of the account and of its
+ * account-and-address pairs), in one transaction.  One erased event stays,
+ * with user_id '' and no personal data: the count of rows removed, the
+ * reason and the administrator.  Returns the number of rows removed.
+ */
+CREATE FUNCTION sessmgr.forget_user(user_id text, reason text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid text := sessmgr.check_user_id_arg(forget_user.user_id);
+    n bigint;
+    removed bigint := 0;
+    counts jsonb := '{}';
+    who record;
+BEGIN
+    IF octet_length(forget_user.reason) OPERATOR(pg_catalog.>) 64 THEN
+        RAISE EXCEPTION 'reason is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = 'The limit is 64 bytes.';
+    END IF;
+
+    -- the user's row first, like every writer (src/triggers.c): an issue for
+    -- this user waits, and then starts from nothing
+    PERFORM FROM sessmgr.session_owners o WHERE o.user_id OPERATOR(pg_catalog.=) uid FOR UPDATE;
+
+    -- end the live sessions, so that caches hear of it (NOTIFY at commit)
+    UPDATE sessmgr.sessions s
+       SET revoked_at = now(), revoke_reason = 'erased'
+     WHERE s.user_id OPERATOR(pg_catalog.=) uid
+       AND s.revoked_at IS NULL
+       AND sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
+                                   s.idle_timeout, now());
+
+    SELECT count(*) INTO n FROM sessmgr.retired_tokens t
+     WHERE t.session_id OPERATOR(pg_catalog.=) ANY (ARRAY(
+           SELECT s.id FROM sessmgr.sessions s WHERE s.user_id OPERATOR(pg_catalog.=) uid));
+    counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('retired_tokens', n);
+    removed := removed OPERATOR(pg_catalog.+) n;
+
+    DELETE FROM sessmgr.sessions s WHERE s.user_id OPERATOR(pg_catalog.=) uid;   -- tokens cascade
+    GET DIAGNOSTICS n = ROW_COUNT;
+    counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('sessions', n);
+    removed := removed OPERATOR(pg_catalog.+) n;
+
+    DELETE FROM sessmgr.session_events e WHERE e.user_id OPERATOR(pg_catalog.=) uid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('events', n);
+    removed := removed OPERATOR(pg_catalog.+) n;
+
+    DELETE FROM sessmgr.session_owners o WHERE o.user_id OPERATOR(pg_catalog.=) uid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('session_owners', n);
+    removed := removed OPERATOR(pg_catalog.+) n;
+
+    -- account protection's tables (src/risk.c, src/throttle.c)
+    IF to_regclass('sessmgr.known_devices') IS NOT NULL THEN
+        DELETE FROM sessmgr.known_devices d WHERE d.user_id OPERATOR(pg_catalog.=) uid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('known_devices', n);
+        removed := removed OPERATOR(pg_catalog.+) n;
+    END IF;
+    IF to_regclass('sessmgr.login_profiles') IS NOT NULL THEN
+        DELETE FROM sessmgr.login_profiles p WHERE p.user_id OPERATOR(pg_catalog.=) uid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('login_profiles', n);
+        removed := removed OPERATOR(pg_catalog.+) n;
+    END IF;
+    IF to_regclass('sessmgr.login_attempts') IS NOT NULL THEN
+        -- the account's key and its account-and-address pairs; the addresses'
+        -- own counters (across accounts) are not about this user
+        DELETE FROM sessmgr.login_attempts a WHERE a.user_id OPERATOR(pg_catalog.=) uid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('login_attempts', n);
+        removed := removed OPERATOR(pg_catalog.+) n;
+    END IF;
+
+    -- the one trace: that an erasure happened, by whom, and how much it removed
+    SELECT * INTO who FROM sessmgr.audit_actor();
+    INSERT INTO sessmgr.session_events (event, session_id, user_id, reason, actor, actor_user_id, details)
+    VALUES ('erased', NULL, '', forget_user.reason, who.actor,
+            nullif(who.actor_user_id, uid),
+            jsonb_build_object('rows_removed', counts));
+    RETURN removed;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.forget_user(text, text) IS
+    'Administrators: end a user''s sessions and delete every row about them; one erased event without personal data stays. Returns the rows removed.';
+
+REVOKE ALL ON FUNCTION sessmgr.forget_user(text, text) FROM PUBLIC;
+
+/*
+ * Right of access: everything sessmgr holds about a user, as one JSON
+ * document.  Token and device-cookie hashes are left out: they are
+ * credentials' fingerprints, not information about the person.
+ */
+CREATE FUNCTION sessmgr.export_user(user_id text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid text := sessmgr.check_user_id_arg(export_user.user_id);
+    doc jsonb;
+    part jsonb;
+BEGIN
+    doc := jsonb_build_object(
+        'user_id', uid,
+        'exported_at', now(),
+        'account', (SELECT to_jsonb(o) OPERATOR(pg_catalog.-) 'user_id'
+                      FROM sessmgr.session_owners o WHERE o.user_id OPERATOR(pg_catalog.=) uid),
+        'sessions', coalesce((SELECT jsonb_agg(to_jsonb(s) OPERATOR(pg_catalog.-)
+                                    '{token_hash,prev_token_hash,token_gen,prev_token_gen}'::text[]
+                                    ORDER BY s.created_at, s.id)
+                                FROM sessmgr.sessions s WHERE s.user_id OPERATOR(pg_catalog.=) uid),
+                             '[]'),
+        'events', coalesce((SELECT jsonb_agg(to_jsonb(e) ORDER BY e.occurred_at, e.id)
+                              FROM sessmgr.session_events e WHERE e.user_id OPERATOR(pg_catalog.=) uid),
+                           '[]'));
+    IF to_regclass('sessmgr.known_devices') IS NOT NULL THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(d) OPERATOR(pg_catalog.-) 'device_key'
+                                  ORDER BY d.first_seen_at), '[]')
+          INTO part
+          FROM sessmgr.known_devices d WHERE d.user_id OPERATOR(pg_catalog.=) uid;
+        doc := doc OPERATOR(pg_catalog.||) jsonb_build_object('known_devices', part);
+    END IF;
+    IF to_regclass('sessmgr.login_profiles') IS NOT NULL THEN
+        SELECT to_jsonb(p) INTO part
+          FROM sessmgr.login_profiles p WHERE p.user_id OPERATOR(pg_catalog.=) uid;
+        doc := doc OPERATOR(pg_catalog.||) jsonb_build_object('login_profile', part);
+    END IF;
+    IF to_regclass('sessmgr.login_attempts') IS NOT NULL THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') INTO part
+          FROM sessmgr.login_attempts a WHERE a.user_id OPERATOR(pg_catalog.=) uid;
+        doc := doc OPERATOR(pg_catalog.||) jsonb_build_object('login_attempts', part);
+    END IF;
+    RETURN doc;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.export_user(text) IS
+    'Administrators: everything sessmgr holds about a user (sessions without token hashes, events, devices, profile, counters) as JSON.';
+
+REVOKE ALL ON FUNCTION sessmgr.export_user(text) FROM PUBLIC;
+
+/* ---- the administrators' API (docs/monitoring.md) ---- */
+
+/*
+ * Search the sessions (live, ended and still kept, or both) by user,
+ * country, device type and risk, a page at a time.  Pages follow the index
+ * sessions_expires_at_idx backwards: (expires_at, id), latest expiry first,
+ * both fixed at issuance, so a page never skips or repeats a session
+ * however the others are used meanwhile.  The next page starts after the
+ * last row of this one (next in the result).  estimated_total is the
+ * planner's estimate of the rows matching the filters, not a count.
+ */
+CREATE FUNCTION sessmgr.search_sessions(
+    user_id          text        DEFAULT NULL,
+    country_code     text        DEFAULT NULL,
+    device_type      text        DEFAULT NULL,
+    risk             text        DEFAULT NULL,
+    state            text        DEFAULT 'active',
+    after_expires_at timestamptz DEFAULT NULL,
+    after_id         uuid        DEFAULT NULL,
+    max_rows         integer     DEFAULT 100)
+RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    filter text := 'true';
+    page jsonb;
+    n integer;
+    plan jsonb;
+    last_row jsonb;
+BEGIN
+    IF max_rows IS NULL OR max_rows OPERATOR(pg_catalog.<) 1 OR max_rows OPERATOR(pg_catalog.>) 1000 THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (after_expires_at IS NULL) OPERATOR(pg_catalog.<>) (after_id IS NULL) THEN
+        RAISE EXCEPTION 'after_expires_at and after_id go together'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass both from the "next" of the previous page, or neither.';
+    END IF;
+    IF octet_length(user_id) OPERATOR(pg_catalog.>) 256 OR octet_length(country_code) OPERATOR(pg_catalog.>) 8
+       OR octet_length(device_type) OPERATOR(pg_catalog.>) 64 OR octet_length(risk) OPERATOR(pg_catalog.>) 64 THEN
+        RAISE EXCEPTION 'search value is too long' USING ERRCODE = 'string_data_right_truncation';
+    END IF;
+
+    IF state IS NULL OR state OPERATOR(pg_catalog.=) 'active' THEN
+        filter := 's.expires_at OPERATOR(pg_catalog.>) now() AND '
+                  'sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at, s.idle_timeout, now())';
+    ELSIF state OPERATOR(pg_catalog.=) 'ended' THEN
+        filter := 'NOT sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at, s.idle_timeout, now())';
+    ELSIF state OPERATOR(pg_catalog.<>) 'all' THEN
+        RAISE EXCEPTION 'state must be active, ended or all' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF user_id IS NOT NULL THEN
+        filter := filter OPERATOR(pg_catalog.||) format(' AND s.user_id OPERATOR(pg_catalog.=) %L', user_id);
+    END IF;
+    IF country_code IS NOT NULL THEN
+        filter := filter OPERATOR(pg_catalog.||) format(' AND s.country_code OPERATOR(pg_catalog.=) %L', country_code);
+    END IF;
+    IF device_type IS NOT NULL THEN
+        filter := filter OPERATOR(pg_catalog.||) format(' AND s.device_type OPERATOR(pg_catalog.=) %L', device_type);
+    END IF;
+    IF risk OPERATOR(pg_catalog.=) 'any' THEN
+        filter := filter OPERATOR(pg_catalog.||) ' AND pg_catalog.cardinality(s.risk) OPERATOR(pg_catalog.>) 0';
+    ELSIF risk IS NOT NULL THEN
+        filter := filter OPERATOR(pg_catalog.||)
+                  format(' AND s.risk OPERATOR(pg_catalog.@>) ARRAY[%L]::text[]', risk);
+    END IF;
+
+    -- the planner's estimate of the whole result (what PostgREST's count=estimated does)
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT FROM sessmgr.sessions s WHERE ' OPERATOR(pg_catalog.||) filter
+       INTO plan;
+
+    IF after_id IS NOT NULL THEN
+        filter := filter OPERATOR(pg_catalog.||)
+                  format(' AND (s.expires_at, s.id) OPERATOR(pg_catalog.<) (%L::timestamptz, %L::uuid)',
+                         after_expires_at, after_id);
+    END IF;
+    EXECUTE format($q$
+        SELECT coalesce(jsonb_agg(r ORDER BY r.expires_at DESC, r.id DESC), '[]'), count(*)
+          FROM (SELECT s.id, s.user_id,
+                       CASE WHEN sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
+                                                         s.idle_timeout, now()) THEN 'active'
+                            WHEN s.revoked_at IS NOT NULL THEN 'revoked'
+                            WHEN s.expires_at OPERATOR(pg_catalog.<=) now() THEN 'expired'
+                            ELSE 'idle' END AS state,
+                       s.revoke_reason, s.risk, s.remember AS is_remembered, s.aal,
+                       s.created_at, s.last_active_at, s.authenticated_at, s.expires_at, s.revoked_at,
+                       s.device_name, s.user_agent, s.ip, s.location,
+                       s.device, s.browser, s.os, s.device_type,
+                       s.country_code, s.country, s.region, s.city, s.asn
+                  FROM sessmgr.sessions s
+                 WHERE %s
+                 ORDER BY s.expires_at DESC, s.id DESC
+                 LIMIT %s) r$q$, filter, max_rows)
+       INTO page, n;
+
+    IF n OPERATOR(pg_catalog.=) max_rows THEN
+        last_row := page OPERATOR(pg_catalog.->) (n OPERATOR(pg_catalog.-) 1);
+    END IF;
+    RETURN jsonb_build_object(
+        'sessions', page,
+        'next', CASE WHEN last_row IS NOT NULL THEN
+                     jsonb_build_object('after_expires_at', last_row OPERATOR(pg_catalog.->) 'expires_at',
+                                        'after_id', last_row OPERATOR(pg_catalog.->) 'id') END,
+        'estimated_total', (plan #>> '{0,Plan,Plan Rows}')::numeric::bigint);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.search_sessions(text, text, text, text, text, timestamptz, uuid, integer) IS
+    'Administrators: a page of sessions matching the filters (latest expiry first), the next page''s cursor and an estimated total.';
+
+REVOKE ALL ON FUNCTION sessmgr.search_sessions(text, text, text, text, text, timestamptz, uuid, integer) FROM PUBLIC;
+
+/*
+ * The PostgREST API for administrators: add sessmgr_admin_api to
+ * db-schemas.  The extension creates no role: the DBA grants this schema to
+ * a role of their choice (docs/monitoring.md: session_admin), which
+ * PostgREST switches to for a JWT whose role claim names it.  sessmgr's
+ * own access tokens carry sessmgr.jwt_role, so no user can get one.
+ * Endpoints that write record the JWT's sub as actor_user_id.
+ */
+CREATE SCHEMA sessmgr_admin_api;
+
+COMMENT ON SCHEMA sessmgr_admin_api IS
+    'PostgREST endpoints for administrators (db-schemas): session search, revocation, unlocking, analytics, erasure and export.';
+
+CREATE FUNCTION sessmgr_admin_api.sessions(
+    user_id          text        DEFAULT NULL,
+    country_code     text        DEFAULT NULL,
+    device_type      text        DEFAULT NULL,
+    risk             text        DEFAULT NULL,
+    state            text        DEFAULT 'active',
+    after_expires_at timestamptz DEFAULT NULL,
+    after_id         uuid        DEFAULT NULL,
+    max_rows         integer     DEFAULT 100)
+RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sessmgr.search_sessions($1, $2, $3, $4, $5, $6, $7, $8)
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.sessions(text, text, text, text, text, timestamptz, uuid, integer) IS
+    'GET /rpc/sessions: {"sessions": [...], "next": {"after_expires_at", "after_id"} or null, "estimated_total"}.';
+
+CREATE FUNCTION sessmgr_admin_api.user_sessions(user_id text, max_events integer DEFAULT 100)
+RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid text := sessmgr.check_user_id_arg(user_sessions.user_id);
+BEGIN
+    IF max_events IS NULL OR max_events OPERATOR(pg_catalog.<) 0 OR max_events OPERATOR(pg_catalog.>) 1000 THEN
+        RAISE EXCEPTION 'max_events must be between 0 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_build_object(
+        'user_id', uid,
+        -- the live ones by the user index, the ended ones by their issue events
+        'sessions', coalesce((
+            SELECT jsonb_agg(to_jsonb(s) OPERATOR(pg_catalog.-)
+                             '{token_hash,prev_token_hash,token_gen,prev_token_gen,client_hints}'::text[]
+                             OPERATOR(pg_catalog.||) jsonb_build_object('is_active',
+                                 sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
+                                                         s.idle_timeout, now()))
+                             ORDER BY s.created_at DESC, s.id)
+              FROM sessmgr.sessions s
+             WHERE s.user_id OPERATOR(pg_catalog.=) uid
+               AND (s.revoked_at IS NULL
+                    OR s.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+                        SELECT e.session_id FROM sessmgr.session_events e
+                         WHERE e.user_id OPERATOR(pg_catalog.=) uid
+                           AND e.event OPERATOR(pg_catalog.=) 'issue')))), '[]'),
+        'events', coalesce((
+            SELECT jsonb_agg(to_jsonb(e) ORDER BY e.occurred_at DESC, e.id DESC)
+              FROM (SELECT * FROM sessmgr.session_events e
+                     WHERE e.user_id OPERATOR(pg_catalog.=) uid
+                     ORDER BY e.occurred_at DESC, e.id DESC
+                     LIMIT max_events) e), '[]'));
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.user_sessions(text, integer) IS
+    'GET /rpc/user_sessions: one user''s kept sessions (newest first, no token hashes) and latest events.';
+
+CREATE FUNCTION sessmgr_admin_api.revoke_session(session_id uuid, reason text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM sessmgr.set_admin_actor(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub');
+    IF reason IS NULL THEN
+        RAISE EXCEPTION 'reason must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Say why the session is ended; the audit trail records it.';
+    END IF;
+    RETURN sessmgr.revoke_any(revoke_session.session_id, revoke_session.reason);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.revoke_session(uuid, text) IS
+    'POST /rpc/revoke_session: end any session, with a reason; true if this call ended it.';
+
+CREATE FUNCTION sessmgr_admin_api.revoke_user_sessions(user_id text, reason text) RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM sessmgr.set_admin_actor(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub');
+    IF reason IS NULL THEN
+        RAISE EXCEPTION 'reason must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Say why the sessions are ended; the audit trail records it.';
+    END IF;
+    RETURN sessmgr.revoke_all(sessmgr.check_user_id_arg(revoke_user_sessions.user_id), NULL::uuid,
+                              revoke_user_sessions.reason);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.revoke_user_sessions(text, text) IS
+    'POST /rpc/revoke_user_sessions: end every session of a user, with a reason; returns how many.';
+
+CREATE FUNCTION sessmgr_admin_api.unlock_account(user_id text, reason text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid text := sessmgr.check_user_id_arg(unlock_account.user_id);
+BEGIN
+    PERFORM sessmgr.set_admin_actor(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub');
+    IF reason IS NULL THEN
+        RAISE EXCEPTION 'reason must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Say why the account is unlocked; the audit trail records it.';
+    END IF;
+    IF octet_length(reason) OPERATOR(pg_catalog.>) 64 THEN
+        RAISE EXCEPTION 'reason is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = 'The limit is 64 bytes.';
+    END IF;
+    IF NOT sessmgr.unlock_account(uid) THEN
+        RETURN false;
+    END IF;
+    -- the account_unlocked event just written (its rows are ours until commit)
+    UPDATE sessmgr.session_events e SET reason = unlock_account.reason
+     WHERE e.id OPERATOR(pg_catalog.=) (
+           SELECT max(x.id) FROM sessmgr.session_events x
+            WHERE x.user_id OPERATOR(pg_catalog.=) uid
+              AND x.event OPERATOR(pg_catalog.=) 'account_unlocked');
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.unlock_account(text, text) IS
+    'POST /rpc/unlock_account: clear an account''s failed logins, delays and lock, with a reason; true if there was anything to clear.';
+
+CREATE FUNCTION sessmgr_admin_api.forget_user(user_id text, reason text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM sessmgr.set_admin_actor(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub');
+    IF reason IS NULL THEN
+        RAISE EXCEPTION 'reason must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Name the erasure request; the erased event records it.';
+    END IF;
+    RETURN sessmgr.forget_user(forget_user.user_id, forget_user.reason);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.forget_user(text, text) IS
+    'POST /rpc/forget_user: erase everything about a user (right to erasure); returns the rows removed.';
+
+CREATE FUNCTION sessmgr_admin_api.export_user(user_id text) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sessmgr.export_user($1)
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.export_user(text) IS
+    'GET /rpc/export_user: everything sessmgr holds about a user (right of access).';
+
+CREATE FUNCTION sessmgr_admin_api.stats() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT to_jsonb(s) FROM sessmgr.stats() s
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.stats() IS
+    'GET /rpc/stats: sessmgr.stats() as one JSON object.';
+
+CREATE FUNCTION sessmgr_admin_api.login_activity(since timestamptz, bucket interval DEFAULT '1 day')
+RETURNS TABLE (bucket_start timestamptz, logins bigint, users bigint, failed_logins bigint,
+               suspicious_logins bigint, revocations bigint, evictions bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM sessmgr.login_activity(login_activity.since, login_activity.bucket);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.login_activity(timestamptz, interval) IS
+    'GET /rpc/login_activity: sessmgr.login_activity().';
+
+CREATE FUNCTION sessmgr_admin_api.session_durations(since timestamptz)
+RETURNS TABLE (kind text, ended bigint, p50 interval, p90 interval, p99 interval)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM sessmgr.session_durations(session_durations.since);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.session_durations(timestamptz) IS
+    'GET /rpc/session_durations: sessmgr.session_durations().';
+
+CREATE FUNCTION sessmgr_admin_api.login_geography(since timestamptz)
+RETURNS TABLE (country_code text, country text, logins bigint, users bigint, suspicious_logins bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM sessmgr.login_geography(login_geography.since);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.login_geography(timestamptz) IS
+    'GET /rpc/login_geography: sessmgr.login_geography().';
+
+CREATE FUNCTION sessmgr_admin_api.device_usage(since timestamptz)
+RETURNS TABLE (browser text, os text, device_type text, logins bigint, users bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM sessmgr.device_usage(device_usage.since);
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_admin_api.device_usage(timestamptz) IS
+    'GET /rpc/device_usage: sessmgr.device_usage().';
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sessmgr_admin_api FROM PUBLIC;
+REVOKE ALL ON SCHEMA sessmgr_admin_api FROM PUBLIC;

@@ -518,6 +518,13 @@ cleanup_owners(CleanupRun *run)
 	pfree(from_key);
 }
 
+/* SessmgrBatching's callback: cleanup's own batch boundary. */
+static void
+cleanup_next_batch(void *run)
+{
+	next_batch((CleanupRun *) run);
+}
+
 /* Forget the runs older than the event retention, and finish this one. */
 static void
 finish_run(CleanupRun *run)
@@ -620,6 +627,13 @@ sessmgr_cleanup(PG_FUNCTION_ARGS)
 		cleanup_sessions(&run, sessions_end);
 	cleanup_events(&run);
 	cleanup_owners(&run);
+	{
+		/* what is kept, minimised after sessmgr.pii_retention (privacy.c) */
+		SessmgrBatching batching = {cleanup_next_batch, &run, &run.batch_rows};
+
+		start_pass(&run, "minimisation");
+		(void) SessmgrMinimisePersonalData(&batching);
+	}
 	finish_run(&run);
 
 	SPI_finish();

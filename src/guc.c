@@ -29,6 +29,7 @@ int			sessmgr_remember_absolute_timeout = 30 * SECS_PER_DAY_INT;
 int			sessmgr_touch_interval = 60;
 int			sessmgr_retention = 7 * SECS_PER_DAY_INT;
 int			sessmgr_event_retention = 90 * SECS_PER_DAY_INT;
+int			sessmgr_pii_retention = 30 * SECS_PER_DAY_INT;
 char	   *sessmgr_jwt_role = NULL;
 char	   *sessmgr_jwt_audience = NULL;
 char	   *sessmgr_jwt_issuer = NULL;
@@ -265,6 +266,20 @@ SessmgrDefineSettings(void)
 							NULL,
 							&sessmgr_event_retention,
 							90 * SECS_PER_DAY_INT, 0, 10 * MAX_LIFETIME_SECS,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * Minimisation (privacy.c) can only apply to what is still kept: with
+	 * pii_retention >= event_retention events are deleted whole before they
+	 * would be minimised, which is allowed (docs/privacy.md).
+	 */
+	DefineCustomIntVariable("sessmgr.pii_retention",
+							"How long addresses, places and user agents of ended sessions and events are kept in full.",
+							"After it cleanup cuts addresses to their network (IPv4 /24, IPv6 /48), places to "
+							"the country and user agents to their label.",
+							&sessmgr_pii_retention,
+							30 * SECS_PER_DAY_INT, 0, 10 * MAX_LIFETIME_SECS,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

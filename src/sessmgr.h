@@ -60,6 +60,7 @@ extern int	sessmgr_remember_absolute_timeout;
 extern int	sessmgr_touch_interval;
 extern int	sessmgr_retention;
 extern int	sessmgr_event_retention;
+extern int	sessmgr_pii_retention;
 extern char *sessmgr_jwt_role;
 extern char *sessmgr_jwt_audience;
 extern char *sessmgr_jwt_issuer;
@@ -298,6 +299,17 @@ extern int	SessmgrRiskAal(const SessmgrRisk *risk);
 extern void SessmgrRiskRecord(SessmgrRisk *risk, Datum user_id, const pg_uuid_t *session_id,
 							  inet *ip, const SessmgrDevice *device, const SessmgrPlace *place);
 extern bool SessmgrRiskCleanup(TimestampTz before, int64 batch_rows, text **cursor);
+
+/* privacy.c: minimisation, run by cleanup between its own batches */
+typedef struct SessmgrBatching
+{
+	void		(*next_batch) (void *run);	/* commit this batch, start the next */
+	void	   *run;
+	const int64 *batch_rows;	/* rows the next batch may examine */
+} SessmgrBatching;
+
+extern int64 SessmgrMinimisePersonalData(SessmgrBatching *batching);
+extern bool SessmgrMinimisingSessions(void);
 
 /* identity.c */
 extern void SessmgrIdentityInit(void);

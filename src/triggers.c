@@ -249,7 +249,9 @@ sessmgr_sessions_guard_ended(PG_FUNCTION_ARGS)
 		elog(ERROR, "sessions_guard_ended must be fired BEFORE UPDATE");
 
 	(void) get_attr(oldtup, rel, "revoked_at", &revoked_null);
-	if (!SessmgrSessionIsLive(now, !revoked_null,
+	/* cleanup's minimisation (privacy.c) is the one change an ended session takes */
+	if (!SessmgrMinimisingSessions() &&
+		!SessmgrSessionIsLive(now, !revoked_null,
 							  DatumGetTimestampTz(get_attr(oldtup, rel, "expires_at", &isnull)),
 							  DatumGetTimestampTz(get_attr(oldtup, rel, "last_active_at", &isnull)),
 							  SessmgrIntervalUsecs(DatumGetIntervalP(get_attr(oldtup, rel,
