@@ -233,9 +233,10 @@ feed_check_sequence(Oid nsp)
 
 /*
  * One event as an Elastic Common Schema document (docs/monitoring.md has the
- * mapping).  Absent values are left out, and so are objects left empty.
+ * mapping).  Absent values are left out, and so are objects left empty
+ * (NULLIF's = is pg_catalog's: owner mode pins search_path).
  */
-#define OBJ "pg_catalog.nullif(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+#define OBJ "NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 #define END_OBJ ")), '{}'::jsonb)"
 
 #define FEED_QUERY \
@@ -282,12 +283,11 @@ feed_check_sequence(Oid nsp)
 	"  'user_agent', " OBJ \
 	"      'original', e.user_agent," \
 	"      'name', e.browser," \
-	"      'os', " OBJ "'name', e.os" END_OBJ "," \
-	"      'device', " OBJ "'name', e.device" END_OBJ END_OBJ "," \
+	"      'os', " OBJ "'name', e.os" END_OBJ END_OBJ "," \
 	"  'sessmgr', " OBJ \
 	"      'session', " OBJ "'id', e.session_id" END_OBJ "," \
 	"      'actor', " OBJ "'role', e.actor, 'user_id', e.actor_user_id" END_OBJ "," \
-	"      'device', " OBJ "'type', e.device_type" END_OBJ "," \
+	"      'device', " OBJ "'label', e.device, 'type', e.device_type" END_OBJ "," \
 	"      'geo', " OBJ "'accuracy_radius_km', e.accuracy_radius_km" END_OBJ "," \
 	"      'details', e.details" END_OBJ \
 	"))" \
@@ -341,7 +341,7 @@ sessmgr_events_since(PG_FUNCTION_ARGS)
 				 errdetail("A transaction snapshot taken before the feed's horizon could miss events below it."),
 				 errhint("Call sessmgr.events_since() in a READ COMMITTED transaction.")));
 
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	nsp = SessmgrGetCatalog()->namespace;
 	feed_check_sequence(nsp);
