@@ -2089,3 +2089,83 @@ COMMENT ON FUNCTION sessmgr_admin_api.device_usage(timestamptz) IS
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sessmgr_admin_api FROM PUBLIC;
 REVOKE ALL ON SCHEMA sessmgr_admin_api FROM PUBLIC;
+
+/* ---- failed logins: throttling (src/throttle.c, docs/protecting-accounts.md) ---- */
+
+/*
+ * One row per throttling key: an account from one network (user_id,
+ * network), an account from anywhere (user_id, 0.0.0.0/0), a network across
+ * accounts ('', network).  A network is an IPv4 address (/32) or an IPv6
+ * /64.  Ordinary WAL-logged rows: a crash must not hand an attacker a fresh
+ * set of attempts.  Failures recorded with login_failed(); a key's are
+ * forgotten sessmgr.login_failure_window after its last one, except an
+ * account's while it is locked; cleanup removes forgotten keys.
+ */
+CREATE TABLE sessmgr.login_attempts (
+    user_id         text        NOT NULL,   -- '' for a network's key (any account)
+    network         cidr        NOT NULL,   -- 0.0.0.0/0 for an account's key (any network)
+    failures        integer     NOT NULL,   -- consecutive, within the window
+    first_failed_at timestamptz NOT NULL,
+    last_failed_at  timestamptz NOT NULL,
+    delayed_until   timestamptz,            -- the next attempt waits until then
+    locked_at       timestamptz,            -- an account's key: locked until unlock_account
+    event_at        timestamptz,            -- the last login_failed event of the key
+    event_failures  integer     NOT NULL DEFAULT 0,    -- failures that event reported
+    unreported      integer     NOT NULL DEFAULT 0,    -- failures since that event
+    CONSTRAINT login_attempts_pkey PRIMARY KEY (user_id, network),
+    CONSTRAINT login_attempts_key_check
+        CHECK (user_id OPERATOR(pg_catalog.<>) ''
+               OR pg_catalog.masklen(network) OPERATOR(pg_catalog.>) 0),
+    CONSTRAINT login_attempts_lock_check
+        CHECK (locked_at IS NULL OR pg_catalog.masklen(network) OPERATOR(pg_catalog.=) 0),
+    CONSTRAINT login_attempts_failures_check CHECK (failures OPERATOR(pg_catalog.>) 0)
+) WITH (fillfactor = 80);   -- room for HOT updates of a key under attack
+
+COMMENT ON TABLE sessmgr.login_attempts IS
+    'Failed-login counters, one row per key: (user_id, network) an account from one network, (user_id, 0.0.0.0/0) an account from anywhere, ('''', network) a network across accounts.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.login_attempts', '');
+
+CREATE FUNCTION sessmgr.login_delay(user_id text, ip inet DEFAULT NULL)
+RETURNS interval
+    AS 'MODULE_PATHNAME', 'sessmgr_login_delay'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.login_delay(text, inet) IS
+    'How long the next login attempt for this account from this address must wait: 0 when it may be made now, the largest interval (infinity) while the account is locked.';
+
+REVOKE ALL ON FUNCTION sessmgr.login_delay(text, inet) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.login_failed(
+    user_id    text,
+    ip         inet DEFAULT NULL,
+    user_agent text DEFAULT NULL,
+    reason     text DEFAULT 'bad_credentials')
+RETURNS interval
+    AS 'MODULE_PATHNAME', 'sessmgr_login_failed'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.login_failed(text, inet, text, text) IS
+    'Record a failed login (per account and network, per account, per network across accounts) and return the new delay.';
+
+REVOKE ALL ON FUNCTION sessmgr.login_failed(text, inet, text, text) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.login_failures(user_id text)
+RETURNS integer
+    AS 'MODULE_PATHNAME', 'sessmgr_login_failures'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.login_failures(text) IS
+    'The account''s consecutive failed logins within sessmgr.login_failure_window; administrators only.';
+
+REVOKE ALL ON FUNCTION sessmgr.login_failures(text) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.unlock_account(user_id text)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_unlock_account'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.unlock_account(text) IS
+    'Clear the account''s failed logins, delays and lock (its networks'' own counts stay); true if there was anything to clear. Administrators only.';
+
+REVOKE ALL ON FUNCTION sessmgr.unlock_account(text) FROM PUBLIC;

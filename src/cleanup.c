@@ -525,6 +525,26 @@ cleanup_next_batch(void *run)
 	next_batch((CleanupRun *) run);
 }
 
+/*
+ * Remove the failed-login counters forgotten after sessmgr.login_failure_window
+ * (src/throttle.c), a batch per transaction.
+ */
+static void
+cleanup_login_attempts(CleanupRun *run)
+{
+	Datum		cursor[2] = {(Datum) 0, (Datum) 0};
+	int64		removed = 0;
+	bool		more = true;
+
+	start_pass(run, "login_attempts");
+	while (more)
+	{
+		more = SessmgrThrottleCleanup(run->batch_rows, cursor, &removed);
+		next_batch(run);
+	}
+	elog(DEBUG1, "sessmgr cleanup: " INT64_FORMAT " failed-login counters removed", removed);
+}
+
 /* Forget the runs older than the event retention, and finish this one. */
 static void
 finish_run(CleanupRun *run)
@@ -627,6 +647,7 @@ sessmgr_cleanup(PG_FUNCTION_ARGS)
 		cleanup_sessions(&run, sessions_end);
 	cleanup_events(&run);
 	cleanup_owners(&run);
+	cleanup_login_attempts(&run);
 	{
 		/* what is kept, minimised after sessmgr.pii_retention (privacy.c) */
 		SessmgrBatching batching = {cleanup_next_batch, &run, &run.batch_rows};

@@ -66,6 +66,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	Jsonb	   *client_hints = NULL;
 	SessmgrDevice device;
 	SessmgrPlace place;
+	int			login_failures;	/* the account's recent failed logins */
 
 	SessmgrBeginResult(fcinfo);
 
@@ -102,6 +103,10 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 					 errmsg("client hints must be a JSON object")));
 	}
 	SessmgrCheckSettings(remember);
+
+	/* refused while the account is locked or delayed (throttle.c) */
+	login_failures = SessmgrThrottleBeforeIssue(PG_GETARG_DATUM(0),
+												PG_ARGISNULL(3) ? NULL : PG_GETARG_INET_PP(3));
 
 	/* what a person recognises the session by: its device and its place */
 	SessmgrDeriveDevicePlace(PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
@@ -178,6 +183,10 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 					  "         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,"
 					  "         $3)",
 					  ISSUE_NARGS, argtypes, values, nulls, SPI_OK_INSERT);
+
+	/* a successful login resets the account's and the pair's failures */
+	SessmgrThrottleAfterIssue(PG_GETARG_DATUM(0), PG_ARGISNULL(3) ? NULL : PG_GETARG_INET_PP(3),
+							  login_failures);
 
 	user_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (result_desc == NULL)

@@ -832,6 +832,13 @@ sessmgr_unlock_account(PG_FUNCTION_ARGS)
  */
 
 /*
+ * Whether the last SessmgrThrottleBeforeIssue found a row of the pair or
+ * the account (live or forgotten): the pair's row can outlive the account's
+ * (a success from another network resets only the account and that pair).
+ */
+static bool reset_due = false;
+
+/*
  * Before issue() inserts a session for user_id from ip (NULL: unknown):
  * refuse while the account is locked (SM423) or the pair or the account is
  * delayed (SM429, the remaining wait in the detail).  Returns the account's
@@ -848,6 +855,7 @@ SessmgrThrottleBeforeIssue(Datum user_id, inet *ip)
 	SessmgrOwnerBegin(&octx);
 	read_keys(user_id, ip, false, rows);
 	SessmgrOwnerEnd(&octx);
+	reset_due = rows[KEY_ACCOUNT].found || rows[KEY_PAIR].found;
 
 	now = GetCurrentTimestamp();
 	for (int k = KEY_ACCOUNT; k <= KEY_PAIR; k++)
@@ -879,9 +887,8 @@ SessmgrThrottleBeforeIssue(Datum user_id, inet *ip)
  * After issue() inserted the session: a successful login resets the pair's
  * and the account's failures (the address's stay: one success from a
  * network says nothing of its other accounts).  failures is what
- * SessmgrThrottleBeforeIssue returned; with none (and so no live pair row:
- * every failure that counts against the pair counts against the account
- * too) there is nothing to do.
+ * SessmgrThrottleBeforeIssue returned; when it found no row of either,
+ * there is nothing to do.
  */
 void
 SessmgrThrottleAfterIssue(Datum user_id, inet *ip, int failures)
@@ -893,8 +900,9 @@ SessmgrThrottleAfterIssue(Datum user_id, inet *ip, int failures)
 	int			nnetworks = 0;
 	SessmgrOwnerContext octx;
 
-	if (failures <= 0)
+	if (failures <= 0 && !reset_due)
 		return;
+	reset_due = false;
 	networks[nnetworks++] = any_network();
 	if (ip != NULL)
 		networks[nnetworks++] = network_of(ip);
