@@ -86,7 +86,7 @@ BEGIN
     IF coalesce(nullif(current_setting('request.headers', true), '')::json ->> 'prefer', '')
        ~* '(^|[,;[:space:]])tx[[:space:]]*=[[:space:]]*"?rollback' THEN
         RAISE SQLSTATE 'PGRST' USING
-            MESSAGE = '{"code":"SM400","message":"this request cannot be rolled back","details":"Refresh and logout always commit.","hint":"Send the request without Prefer: tx=rollback."}',
+            MESSAGE = '{"code":"SM400","message":"this request cannot be rolled back","details":"Login, refresh and logout always commit.","hint":"Send the request without Prefer: tx=rollback."}',
             DETAIL  = '{"status":400,"headers":{}}';
     END IF;
 END
