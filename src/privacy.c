@@ -41,7 +41,7 @@
 
 /* an address cut to its network: IPv4 /24, IPv6 /48 (a shorter mask stays) */
 #define PRIVACY_NETWORK_SQL(ip) \
-	"pg_catalog.network(pg_catalog.set_masklen(" ip ", pg_catalog.least(pg_catalog.masklen(" ip "), " \
+	"pg_catalog.network(pg_catalog.set_masklen(" ip ", LEAST(pg_catalog.masklen(" ip "), " \
 	"CASE pg_catalog.family(" ip ") WHEN 4 THEN 24 ELSE 48 END)))::pg_catalog.inet"
 
 /* whether an address is more precise than its network */
