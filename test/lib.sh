@@ -40,6 +40,9 @@ SESSMGR_PACKAGES=(
 	libpcre2-dev libyaml-dev uap-core libyaml-libyaml-perl python3-ua-parser
 	# libmaxminddb for src/geoip.c; the MaxMind DB writer and mmdblookup for test/make_geoip_db.pl
 	libmaxminddb-dev libmaxmind-db-writer-perl mmdb-bin
+	# the real Prometheus postgres_exporter for test/t/070_postgres_exporter.pl (its
+	# service is not needed: the test starts the binary on a loopback port of its own)
+	prometheus-postgres-exporter
 )
 
 _SESSMGR_DIRS=()         # temp dirs of the clusters started by this shell
