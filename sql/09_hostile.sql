@@ -463,6 +463,17 @@ SELECT sqlstate_of($$SELECT sessmgr.issue('hostile-ch', client_hints => '[1]')$$
        sqlstate_of($$SELECT sessmgr.issue('hostile-ch', client_hints => jsonb_build_object('sec-ch-ua', repeat('x', 20000)))$$) AS hints_huge,
        sqlstate_of($$SELECT sessmgr.issue('hostile-ch', user_agent => repeat('(a+)+', 400), client_hints => '{"sec-ch-ua": "\"x"}')$$) AS bomb_ua;
 
+-- events_since: max_rows NULL or out of range; any cursor is fine; a
+-- transaction snapshot (taken before the feed's horizon) is refused
+SELECT sqlstate_of('SELECT sessmgr.events_since(0, NULL)') AS null_rows,
+       sqlstate_of('SELECT sessmgr.events_since(0, -1)') AS negative_rows,
+       sqlstate_of('SELECT sessmgr.events_since(0, 2147483647)') AS huge_rows;
+SELECT sqlstate_of('SELECT sessmgr.events_since(-9223372036854775808, 1)') AS min_cursor,
+       sqlstate_of('SELECT sessmgr.events_since(9223372036854775807, 10000)') AS max_cursor;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT sqlstate_of('SELECT sessmgr.events_since(0)') AS repeatable_read;
+ROLLBACK;
+
 -- a column renamed (or dropped) by hand: the triggers refuse to read it by a
 -- bad column number
 BEGIN;
