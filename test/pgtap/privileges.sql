@@ -11,7 +11,7 @@
 -- back, so the roles below disappear again (role names are cluster-wide, hence
 -- the sessmgr_tap_ prefix).
 BEGIN;
-SELECT plan(65);
+SELECT plan(68);
 
 CREATE ROLE sessmgr_tap_app NOLOGIN;
 CREATE ROLE sessmgr_tap_admin NOLOGIN;
@@ -277,6 +277,15 @@ SELECT throws_ok($$DELETE FROM sessmgr.session_events$$, '42501', NULL,
     'admin cannot DELETE FROM sessmgr.session_events');
 SELECT throws_ok($$SELECT * FROM sessmgr.issue('sessmgr_tap_u1')$$, '42501', NULL,
     'admin cannot issue');
+SELECT throws_ok($$SELECT * FROM sessmgr.events_since(0)$$, '42501', NULL,
+    'admin cannot read the SIEM feed without EXECUTE on events_since');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION sessmgr.events_since(bigint, integer) TO sessmgr_tap_admin;
+SET LOCAL ROLE sessmgr_tap_admin;
+SELECT lives_ok($$SELECT count(*) FROM sessmgr.events_since(0)$$,
+    'admin with EXECUTE on events_since reads the feed (no right on the sequence needed)');
+SELECT is_empty($$SELECT 1 FROM sessmgr.events_since(0) d WHERE d->'user'->>'id' = 'sessmgr_tap_u1'$$,
+    'the feed holds back events this transaction has not committed yet');
 RESET ROLE;
 
 ------------------------------------------------------------------------------
