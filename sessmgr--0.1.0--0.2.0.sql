@@ -716,13 +716,11 @@ SELECT pg_catalog.pg_extension_config_dump('sessmgr.metrics_counters', '');
  * owner); an administrator may call it by hand.  Reads every session row
  * once.  Returns false, doing nothing, while another refresh is running.
  *
- * The counters take in the events up to a cut chosen so that no event below
- * it can still become visible: events older than 10 seconds, and older than
- * the start of any transaction that holds a lock on session_events right now
- * (a writer in progress); none while a prepared transaction holds one, nor
- * in a REPEATABLE READ or SERIALIZABLE transaction (its snapshot is older
- * than the list of writers).
- * Events after the cut are counted by every scrape until the next refresh.
+ * The counters take in the events up to the event feed's horizon (see
+ * src/feed.c): no event below it can still commit, so none is counted
+ * twice or missed.  In a REPEATABLE READ or SERIALIZABLE transaction (its
+ * snapshot is older than the horizon) they take in nothing.  Events after
+ * it are counted by every scrape until the next refresh.
  */
 CREATE FUNCTION sessmgr.refresh_metrics() RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -732,7 +730,8 @@ DECLARE
     started         timestamptz := clock_timestamp();
     retention       interval;
     event_retention interval;
-    cut             timestamptz;
+    last_id          bigint;
+    lowest_in_flight bigint;
     old_through     bigint;
     new_through     bigint;
 BEGIN
@@ -752,38 +751,37 @@ BEGIN
     SELECT m.through_event_id INTO old_through FROM sessmgr.metrics_snapshot m;
     old_through := coalesce(old_through, 0);
 
-    -- the cut: before every writer of session_events still in progress
-    IF EXISTS (SELECT FROM pg_locks l
-                WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
-                  AND l.database OPERATOR(pg_catalog.=)
-                      (SELECT d.oid FROM pg_database d
-                        WHERE d.datname OPERATOR(pg_catalog.=) current_database())
-                  AND l.relation OPERATOR(pg_catalog.=) 'sessmgr.session_events'::regclass
-                  AND l.pid IS NULL)
-       OR current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
-        -- a prepared transaction: wait for it; a transaction snapshot could
-        -- miss events committed before the writers were listed
+    -- the horizon of the event feed (src/feed.c): every transaction inserting
+    -- into session_events first publishes the lowest id it can still get, as
+    -- a share lock (advisory type, fourth field 0x5e55 = 24149); ids up to the
+    -- sequence's last value (read first) and below every published bound
+    -- (read next) can no longer commit later
+    last_id := pg_sequence_last_value('sessmgr.session_events_id_seq'::regclass);
+    SELECT min((l.classid::bigint OPERATOR(pg_catalog.<<) 32) OPERATOR(pg_catalog.|) l.objid::bigint)
+      INTO lowest_in_flight
+      FROM pg_locks l
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
+       AND l.objsubid OPERATOR(pg_catalog.=) 24149
+       AND l.pid IS DISTINCT FROM pg_backend_pid()     -- ours are visible to us
+       AND l.database OPERATOR(pg_catalog.=)
+           (SELECT d.oid FROM pg_database d WHERE d.datname OPERATOR(pg_catalog.=) current_database());
+    IF current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed'
+       OR NOT EXISTS (SELECT FROM pg_sequences q
+                       WHERE q.schemaname OPERATOR(pg_catalog.=) 'sessmgr'
+                         AND q.sequencename OPERATOR(pg_catalog.=) 'session_events_id_seq'
+                         AND q.cache_size OPERATOR(pg_catalog.=) 1
+                         AND q.increment_by OPERATOR(pg_catalog.>) 0) THEN
+        -- a transaction snapshot is older than the locks just read; a cached
+        -- or descending sequence hands out ids out of order
         new_through := old_through;
     ELSE
-        SELECT least(started OPERATOR(pg_catalog.-) interval '10 seconds', min(a.xact_start))
-          INTO cut
-          FROM pg_locks l
-          JOIN pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
-         WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
-           AND l.database OPERATOR(pg_catalog.=)
-               (SELECT d.oid FROM pg_database d
-                 WHERE d.datname OPERATOR(pg_catalog.=) current_database())
-           AND l.relation OPERATOR(pg_catalog.=) 'sessmgr.session_events'::regclass
-           AND l.pid OPERATOR(pg_catalog.<>) pg_backend_pid();
-        -- a new statement, so a new snapshot: taken after the writers were listed
-        SELECT e.id INTO new_through
-          FROM sessmgr.session_events e
-         WHERE e.occurred_at OPERATOR(pg_catalog.<) cut
-         ORDER BY e.occurred_at DESC, e.id DESC
-         LIMIT 1;
-        new_through := greatest(coalesce(new_through, old_through), old_through);
+        new_through := greatest(least(coalesce(last_id, 0),
+                                      coalesce(lowest_in_flight OPERATOR(pg_catalog.-) 1,
+                                               last_id, 0)),
+                                old_through);
     END IF;
 
+    -- a new statement, so a new snapshot: taken after the locks were read
     IF new_through OPERATOR(pg_catalog.>) old_through THEN
         INSERT INTO sessmgr.metrics_counters AS c (event, reason, total)
         SELECT e.event, coalesce(e.reason, ''),
@@ -1665,3 +1663,712 @@ COMMENT ON FUNCTION sessmgr.unlock_account(text) IS
     'Clear the account''s failed logins, delays and lock (its networks'' own counts stay); true if there was anything to clear. Administrators only.';
 
 REVOKE ALL ON FUNCTION sessmgr.unlock_account(text) FROM PUBLIC;
+
+/* ---- analytics: logins, session durations, places, devices ---- */
+
+/*
+ * Roll-ups of the event history, one set of rows per UTC day, written by
+ * cleanup (sessmgr.analytics_roll_up) once the day has ended and no open
+ * transaction can still write one of its events.  The analytics functions
+ * read them for the whole days they cover and the events themselves for the
+ * rest, so that a figure over the 90 days of sessmgr.event_retention reads a
+ * few thousand rows instead of millions (docs/monitoring.md, "Analytics").
+ * Kept as long as the events.
+ */
+CREATE TABLE sessmgr.analytics_days (
+    day               date        NOT NULL,
+    logins            bigint      NOT NULL,
+    failed_logins     bigint      NOT NULL,
+    suspicious_logins bigint      NOT NULL,
+    revocations       bigint      NOT NULL,
+    evictions         bigint      NOT NULL,
+    rolled_up_at      timestamptz NOT NULL,
+    CONSTRAINT analytics_days_pkey PRIMARY KEY (day)
+);
+
+COMMENT ON TABLE sessmgr.analytics_days IS
+    'Analytics: the event counts of each rolled-up UTC day; the days run without a gap up to the roll-up horizon.';
+
+/*
+ * The users who logged in on a day, by the day they had last logged in
+ * before ('-infinity': not within the history).  The distinct users of any
+ * run of days [a, b) are those of its days whose previous day is before a:
+ * exact, from a few thousand rows.
+ */
+CREATE TABLE sessmgr.analytics_returns (
+    day      date   NOT NULL,
+    prev_day date   NOT NULL,
+    users    bigint NOT NULL,
+    CONSTRAINT analytics_returns_pkey PRIMARY KEY (day, prev_day)
+);
+
+COMMENT ON TABLE sessmgr.analytics_returns IS
+    'Analytics: users who logged in on day, by the previous day they had logged in (-infinity: none).';
+
+-- each user's last rolled-up day with a login
+CREATE TABLE sessmgr.analytics_user_days (
+    user_id  text NOT NULL,
+    last_day date NOT NULL,
+    CONSTRAINT analytics_user_days_pkey PRIMARY KEY (user_id)
+);
+
+COMMENT ON TABLE sessmgr.analytics_user_days IS
+    'Analytics: the last rolled-up day each user logged in.';
+
+-- logins and suspicious logins per day and country ('' where unknown)
+CREATE TABLE sessmgr.analytics_places (
+    day               date   NOT NULL,
+    country_code      text   NOT NULL,
+    country           text,
+    logins            bigint NOT NULL,
+    suspicious_logins bigint NOT NULL,
+    CONSTRAINT analytics_places_pkey PRIMARY KEY (day, country_code)
+);
+
+COMMENT ON TABLE sessmgr.analytics_places IS
+    'Analytics: logins and suspicious logins per rolled-up day and country ('''' where unknown).';
+
+-- each user's last rolled-up login from each country
+CREATE TABLE sessmgr.analytics_user_places (
+    country_code text        NOT NULL,
+    user_id      text        NOT NULL,
+    last_at      timestamptz NOT NULL,
+    CONSTRAINT analytics_user_places_pkey PRIMARY KEY (country_code, user_id)
+);
+
+COMMENT ON TABLE sessmgr.analytics_user_places IS
+    'Analytics: the last rolled-up login of each user from each country.';
+
+-- logins per day and device ('' where unknown)
+CREATE TABLE sessmgr.analytics_devices (
+    day         date   NOT NULL,
+    browser     text   NOT NULL,
+    os          text   NOT NULL,
+    device_type text   NOT NULL,
+    logins      bigint NOT NULL,
+    CONSTRAINT analytics_devices_pkey PRIMARY KEY (day, browser, os, device_type)
+);
+
+COMMENT ON TABLE sessmgr.analytics_devices IS
+    'Analytics: logins per rolled-up day and browser, OS and device type ('''' where unknown).';
+
+-- each user's last rolled-up login from each kind of device
+CREATE TABLE sessmgr.analytics_user_devices (
+    browser     text        NOT NULL,
+    os          text        NOT NULL,
+    device_type text        NOT NULL,
+    user_id     text        NOT NULL,
+    last_at     timestamptz NOT NULL,
+    CONSTRAINT analytics_user_devices_pkey PRIMARY KEY (browser, os, device_type, user_id)
+);
+
+COMMENT ON TABLE sessmgr.analytics_user_devices IS
+    'Analytics: the last rolled-up login of each user from each browser, OS and device type.';
+
+/*
+ * Sessions that ended on a day, by kind and duration: a histogram whose
+ * buckets are 1/32 of a doubling wide (2.2%), each with the longest
+ * duration in it, which is what a percentile reports.
+ */
+CREATE TABLE sessmgr.analytics_durations (
+    day     date     NOT NULL,
+    kind    text     NOT NULL,
+    bucket  integer  NOT NULL,
+    ended   bigint   NOT NULL,
+    longest interval NOT NULL,
+    CONSTRAINT analytics_durations_pkey PRIMARY KEY (day, kind, bucket)
+);
+
+COMMENT ON TABLE sessmgr.analytics_durations IS
+    'Analytics: sessions ended per rolled-up day, kind and duration bucket, with the longest duration of each bucket.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_days', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_returns', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_user_days', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_places', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_user_places', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_devices', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_user_devices', '');
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.analytics_durations', '');
+
+-- The duration bucket of a session: 32 per doubling.
+CREATE FUNCTION sessmgr.analytics_duration_bucket(duration interval) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN pg_catalog.floor(pg_catalog.ln(GREATEST(
+               pg_catalog.date_part('epoch', duration), 0.000001::double precision))
+           OPERATOR(pg_catalog.*) 46.16624130844683::double precision)::integer;
+
+-- The failed attempts a login_failed event reports (src/throttle.c: details.failures).
+CREATE FUNCTION sessmgr.analytics_failures(details jsonb) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN pg_catalog.jsonb_typeof(details OPERATOR(pg_catalog.->) 'failures')
+                     OPERATOR(pg_catalog.=) 'number'
+                THEN GREATEST(0, (details OPERATOR(pg_catalog.->>) 'failures')::numeric)::bigint
+                ELSE 1 END;
+
+/*
+ * The logins (issue events) and suspicious logins that occurred in
+ * [from_at, to_at), with their country and device; a suspicious login
+ * without a country takes its session's.  '' stands for unknown.
+ */
+CREATE FUNCTION sessmgr.analytics_logins(from_at timestamptz, to_at timestamptz)
+RETURNS TABLE (occurred_at timestamptz, event text, user_id text, country_code text,
+               country text, browser text, os text, device_type text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.occurred_at, e.event, e.user_id,
+           coalesce(e.country_code, i.country_code, ''), coalesce(e.country, i.country),
+           coalesce(e.browser, ''), coalesce(e.os, ''), coalesce(e.device_type, '')
+      FROM sessmgr.session_events e
+      LEFT JOIN LATERAL (
+           SELECT x.country_code, x.country
+             FROM sessmgr.session_events x
+            WHERE e.event = 'suspicious_login' AND e.country_code IS NULL
+              AND x.session_id = e.session_id AND x.event = 'issue'
+            LIMIT 1) i ON true
+     WHERE from_at < to_at
+       AND e.occurred_at >= from_at AND e.occurred_at < to_at
+       AND e.event = ANY ('{issue,suspicious_login}')
+$$;
+
+/*
+ * The sessions that ended in [from_at, to_at) (and by now), with their kind
+ * and duration: revoked and evicted ones by their events, those that timed
+ * out by their expire events once cleanup has removed them and by their
+ * rows until then (a removal and its event commit together, so each counts
+ * once).  kind is 'remembered/' or 'ordinary/' followed by the revoke
+ * reason, 'cap', 'idle' or 'absolute'.
+ */
+CREATE FUNCTION sessmgr.analytics_ends(from_at timestamptz, to_at timestamptz)
+RETURNS TABLE (kind text, duration interval)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN (e.details ->> 'remember')::boolean THEN 'remembered/' ELSE 'ordinary/' END
+           || coalesce(e.reason, e.event),
+           greatest(e.occurred_at - (e.details ->> 'session_created_at')::timestamptz, interval '0')
+      FROM sessmgr.session_events e
+     WHERE from_at < to_at
+       AND e.occurred_at >= from_at AND e.occurred_at < to_at
+       AND e.event = ANY ('{revoke,evict,expire}')
+       AND e.details ? 'session_created_at'
+    UNION ALL
+    SELECT CASE WHEN s.remember THEN 'remembered/' ELSE 'ordinary/' END
+           || CASE WHEN s.last_active_at + s.idle_timeout < s.expires_at THEN 'idle' ELSE 'absolute' END,
+           greatest(least(s.expires_at, s.last_active_at + s.idle_timeout) - s.created_at, interval '0')
+      FROM sessmgr.sessions s
+     WHERE from_at < to_at
+       AND s.revoked_at IS NULL
+       AND least(s.expires_at, s.last_active_at + s.idle_timeout) >= from_at
+       AND least(s.expires_at, s.last_active_at + s.idle_timeout) < to_at
+       AND least(s.expires_at, s.last_active_at + s.idle_timeout) <= now()
+$$;
+
+/*
+ * Roll up the next UTC day, if it has ended before every open transaction
+ * that has written anything began (an event is stamped with the time it is
+ * written, so none of that day can commit later), and drop the roll-ups
+ * older than events_before.  Returns whether it rolled up a day; cleanup
+ * calls it until it does not, a day per transaction (src/cleanup.c).
+ */
+CREATE FUNCTION sessmgr.analytics_roll_up(events_before timestamptz) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    first_kept date := (events_before AT TIME ZONE 'UTC')::date;
+    rollup_day date;
+    day_start timestamptz;
+    day_end timestamptz;
+    safe_until timestamptz;
+BEGIN
+    SELECT max(d.day) + 1 INTO rollup_day FROM sessmgr.analytics_days d;
+    IF rollup_day IS NULL THEN
+        SELECT (min(e.occurred_at) AT TIME ZONE 'UTC')::date INTO rollup_day
+          FROM sessmgr.session_events e;
+        IF rollup_day IS NULL THEN
+            RETURN false;
+        END IF;
+    END IF;
+    rollup_day := greatest(rollup_day, first_kept);
+    day_start := rollup_day::timestamp AT TIME ZONE 'UTC';
+    day_end := (rollup_day + 1)::timestamp AT TIME ZONE 'UTC';
+
+    SELECT least(now(), min(a.xact_start)) INTO safe_until
+      FROM pg_stat_activity a
+     WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid();
+    safe_until := least(safe_until, (SELECT min(p.prepared) FROM pg_prepared_xacts p));
+    IF day_end > safe_until THEN
+        RETURN false;
+    END IF;
+
+    -- what is older than the events goes with them
+    DELETE FROM sessmgr.analytics_days d WHERE d.day < first_kept;
+    DELETE FROM sessmgr.analytics_returns r WHERE r.day < first_kept;
+    DELETE FROM sessmgr.analytics_places p WHERE p.day < first_kept;
+    DELETE FROM sessmgr.analytics_devices d WHERE d.day < first_kept;
+    DELETE FROM sessmgr.analytics_durations d WHERE d.day < first_kept;
+    DELETE FROM sessmgr.analytics_user_days u WHERE u.last_day < first_kept;
+    DELETE FROM sessmgr.analytics_user_places u WHERE u.last_at < events_before;
+    DELETE FROM sessmgr.analytics_user_devices u WHERE u.last_at < events_before;
+
+    INSERT INTO sessmgr.analytics_days
+           (day, logins, failed_logins, suspicious_logins, revocations, evictions, rolled_up_at)
+    SELECT rollup_day,
+           count(*) FILTER (WHERE e.event = 'issue'),
+           coalesce(sum(sessmgr.analytics_failures(e.details)) FILTER (WHERE e.event = 'login_failed'), 0),
+           count(*) FILTER (WHERE e.event = 'suspicious_login'),
+           count(*) FILTER (WHERE e.event = 'revoke'),
+           count(*) FILTER (WHERE e.event = 'evict'),
+           now()
+      FROM sessmgr.session_events e
+     WHERE e.occurred_at >= day_start AND e.occurred_at < day_end;
+
+    WITH u AS (
+        SELECT DISTINCT e.user_id
+          FROM sessmgr.session_events e
+         WHERE e.occurred_at >= day_start AND e.occurred_at < day_end AND e.event = 'issue'
+    ), r AS (
+        INSERT INTO sessmgr.analytics_returns (day, prev_day, users)
+        SELECT rollup_day, coalesce(a.last_day, '-infinity'::date), count(*)
+          FROM u LEFT JOIN sessmgr.analytics_user_days a ON a.user_id = u.user_id
+         GROUP BY 2
+    )
+    INSERT INTO sessmgr.analytics_user_days AS a (user_id, last_day)
+    SELECT u.user_id, rollup_day FROM u
+        ON CONFLICT (user_id) DO UPDATE SET last_day = EXCLUDED.last_day;
+
+    WITH l AS MATERIALIZED (
+        SELECT * FROM sessmgr.analytics_logins(day_start, day_end)
+    ), p AS (
+        INSERT INTO sessmgr.analytics_places (day, country_code, country, logins, suspicious_logins)
+        SELECT rollup_day, l.country_code, max(l.country),
+               count(*) FILTER (WHERE l.event = 'issue'),
+               count(*) FILTER (WHERE l.event = 'suspicious_login')
+          FROM l GROUP BY l.country_code
+    ), up AS (
+        INSERT INTO sessmgr.analytics_user_places AS a (country_code, user_id, last_at)
+        SELECT l.country_code, l.user_id, max(l.occurred_at)
+          FROM l WHERE l.event = 'issue'
+         GROUP BY l.country_code, l.user_id
+            ON CONFLICT (country_code, user_id) DO UPDATE
+           SET last_at = greatest(a.last_at, EXCLUDED.last_at)
+    ), d AS (
+        INSERT INTO sessmgr.analytics_devices (day, browser, os, device_type, logins)
+        SELECT rollup_day, l.browser, l.os, l.device_type, count(*)
+          FROM l WHERE l.event = 'issue'
+         GROUP BY l.browser, l.os, l.device_type
+    )
+    INSERT INTO sessmgr.analytics_user_devices AS a (browser, os, device_type, user_id, last_at)
+    SELECT l.browser, l.os, l.device_type, l.user_id, max(l.occurred_at)
+      FROM l WHERE l.event = 'issue'
+     GROUP BY l.browser, l.os, l.device_type, l.user_id
+        ON CONFLICT (browser, os, device_type, user_id) DO UPDATE
+       SET last_at = greatest(a.last_at, EXCLUDED.last_at);
+
+    INSERT INTO sessmgr.analytics_durations (day, kind, bucket, ended, longest)
+    SELECT rollup_day, x.kind, sessmgr.analytics_duration_bucket(x.duration), count(*), max(x.duration)
+      FROM sessmgr.analytics_ends(day_start, day_end) x
+     GROUP BY x.kind, sessmgr.analytics_duration_bucket(x.duration);
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.analytics_roll_up(timestamptz) IS
+    'Roll up the next ended UTC day of the event history for the analytics functions; cleanup calls it.';
+
+/*
+ * The rolled-up days whole days after since, [lo, hi), and where the events
+ * must be read instead: [since, lo_at) and [hi_at, infinity).  No rolled-up
+ * days: lo_at and hi_at are infinity.
+ */
+CREATE FUNCTION sessmgr.analytics_span(since timestamptz,
+                                       OUT lo date, OUT hi date,
+                                       OUT lo_at timestamptz, OUT hi_at timestamptz)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    since_day date;
+BEGIN
+    SELECT min(d.day), max(d.day) + 1 INTO lo, hi FROM sessmgr.analytics_days d;
+    IF lo IS NOT NULL AND since > lo::timestamp AT TIME ZONE 'UTC' THEN
+        since_day := (since AT TIME ZONE 'UTC')::date;
+        IF since_day < hi AND since_day::timestamp AT TIME ZONE 'UTC' < since THEN
+            since_day := since_day + 1;
+        END IF;
+        lo := greatest(lo, since_day);
+    END IF;
+    IF lo IS NULL OR lo >= hi THEN
+        lo := NULL;
+        hi := NULL;
+        lo_at := 'infinity';
+        hi_at := 'infinity';
+    ELSE
+        lo_at := lo::timestamp AT TIME ZONE 'UTC';
+        hi_at := hi::timestamp AT TIME ZONE 'UTC';
+    END IF;
+END
+$$;
+
+-- since must be given
+CREATE FUNCTION sessmgr.analytics_check_since(since timestamptz) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the start of the period, for example now() - interval ''30 days''.';
+    END IF;
+END
+$$;
+
+/*
+ * Logins, distinct users, failed and suspicious logins, revocations and
+ * evictions per bucket, from the bucket that holds since up to the one that
+ * holds now.  Buckets are aligned to UTC midnight (multiples of bucket from
+ * 2001-01-01 00:00 UTC, a Monday); a bucket of whole days reads the
+ * roll-ups for its rolled-up days.
+ */
+CREATE FUNCTION sessmgr.login_activity(since timestamptz, bucket interval DEFAULT '1 day')
+RETURNS TABLE (bucket_start timestamptz, logins bigint, users bigint, failed_logins bigint,
+               suspicious_logins bigint, revocations bigint, evictions bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    origin constant timestamptz := '2001-01-01 00:00:00+00';
+    max_buckets constant integer := 10000;
+    step_secs numeric;
+    step interval;
+    start_at timestamptz := since;
+    first_start timestamptz;
+    n_buckets numeric;
+    span record;
+    roll_from timestamptz := 'infinity';   -- buckets starting in [roll_from, roll_to)
+    roll_to timestamptz := 'infinity';     -- read the roll-ups up to roll_to
+BEGIN
+    PERFORM sessmgr.analytics_check_since(since);
+    IF bucket IS NULL THEN
+        RAISE EXCEPTION 'bucket must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF date_part('month', bucket) <> 0 OR date_part('year', bucket) <> 0 THEN
+        RAISE EXCEPTION 'bucket must not be given in months or years'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give it in days, hours, minutes or seconds, for example ''30 days''.';
+    END IF;
+    step_secs := date_part('epoch', bucket)::numeric;
+    IF step_secs < 1 OR step_secs > 3660 * 86400 THEN
+        RAISE EXCEPTION 'bucket must be between 1 second and 3660 days'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    step := make_interval(secs => step_secs::double precision);
+
+    -- no earlier than the history
+    IF since < now() THEN
+        start_at := greatest(since, least((SELECT min(e.occurred_at) FROM sessmgr.session_events e),
+                                          (SELECT min(d.day) FROM sessmgr.analytics_days d)::timestamp
+                                              AT TIME ZONE 'UTC'));
+    END IF;
+    IF start_at IS NULL OR start_at > now() THEN
+        RETURN;
+    END IF;
+    first_start := date_bin(step, start_at, origin);
+    n_buckets := floor(date_part('epoch', date_bin(step, now(), origin) - first_start)::numeric
+                       / step_secs) + 1;
+    IF n_buckets > max_buckets THEN
+        RAISE EXCEPTION 'too many buckets'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('From since to now there are %s buckets; the most is %s.',
+                                  n_buckets, max_buckets),
+                  HINT = 'Use a later since or a longer bucket.';
+    END IF;
+
+    -- whole-day buckets that start within the rolled-up days read the
+    -- roll-ups up to their end, the events after that
+    IF step_secs % 86400 = 0 THEN
+        span := sessmgr.analytics_span('-infinity');
+        IF span.lo IS NOT NULL THEN
+            roll_from := date_bin(step, span.lo_at - interval '1 microsecond', origin) + step;
+            roll_to := span.hi_at;
+            IF roll_from >= roll_to THEN
+                roll_from := 'infinity';
+                roll_to := 'infinity';
+            END IF;
+        END IF;
+    END IF;
+
+    RETURN QUERY
+    WITH buckets AS (
+        SELECT first_start + step * i AS bs
+          FROM generate_series(0, n_buckets::integer - 1) i
+    ), raw AS (
+        SELECT e.occurred_at, e.event, e.user_id, e.details
+          FROM sessmgr.session_events e
+         WHERE e.occurred_at >= first_start AND e.occurred_at < roll_from
+        UNION ALL
+        SELECT e.occurred_at, e.event, e.user_id, e.details
+          FROM sessmgr.session_events e
+         WHERE e.occurred_at >= greatest(roll_to, first_start)
+    ), raw_buckets AS (
+        SELECT date_bin(step, r.occurred_at, origin) AS bs, r.event, r.user_id, r.details
+          FROM raw r
+         WHERE r.event = ANY ('{issue,login_failed,suspicious_login,revoke,evict}')
+    ), raw_counts AS (
+        SELECT r.bs,
+               count(*) FILTER (WHERE r.event = 'issue') AS logins,
+               -- a user of a bucket's tail counts unless the rolled-up days
+               -- of that bucket have them already
+               count(DISTINCT r.user_id) FILTER (
+                   WHERE r.event = 'issue'
+                     AND (r.bs < roll_from OR r.bs >= roll_to
+                          OR coalesce(u.last_day, '-infinity') < (r.bs AT TIME ZONE 'UTC')::date)) AS users,
+               coalesce(sum(sessmgr.analytics_failures(r.details))
+                            FILTER (WHERE r.event = 'login_failed'), 0) AS failed_logins,
+               count(*) FILTER (WHERE r.event = 'suspicious_login') AS suspicious_logins,
+               count(*) FILTER (WHERE r.event = 'revoke') AS revocations,
+               count(*) FILTER (WHERE r.event = 'evict') AS evictions
+          FROM raw_buckets r
+          LEFT JOIN sessmgr.analytics_user_days u
+                 ON r.event = 'issue' AND r.bs >= roll_from AND r.bs < roll_to
+                AND u.user_id = r.user_id
+         GROUP BY r.bs
+    ), rolled_counts AS (
+        SELECT date_bin(step, d.day::timestamp AT TIME ZONE 'UTC', origin) AS bs,
+               sum(d.logins)::bigint AS logins,
+               sum(d.failed_logins)::bigint AS failed_logins,
+               sum(d.suspicious_logins)::bigint AS suspicious_logins,
+               sum(d.revocations)::bigint AS revocations,
+               sum(d.evictions)::bigint AS evictions
+          FROM sessmgr.analytics_days d
+         WHERE d.day::timestamp AT TIME ZONE 'UTC' >= greatest(roll_from, first_start)
+           AND d.day::timestamp AT TIME ZONE 'UTC' < roll_to
+         GROUP BY 1
+    ), rolled_users AS (
+        SELECT x.bs, sum(r.users)::bigint AS users
+          FROM sessmgr.analytics_returns r,
+               LATERAL (SELECT date_bin(step, r.day::timestamp AT TIME ZONE 'UTC', origin) AS bs) x
+         WHERE r.day::timestamp AT TIME ZONE 'UTC' >= greatest(roll_from, first_start)
+           AND r.day::timestamp AT TIME ZONE 'UTC' < roll_to
+           AND r.prev_day < (x.bs AT TIME ZONE 'UTC')::date
+         GROUP BY x.bs
+    )
+    SELECT b.bs,
+           coalesce(c.logins, 0) + coalesce(w.logins, 0),
+           coalesce(ru.users, 0) + coalesce(w.users, 0),
+           coalesce(c.failed_logins, 0) + coalesce(w.failed_logins, 0)::bigint,
+           coalesce(c.suspicious_logins, 0) + coalesce(w.suspicious_logins, 0),
+           coalesce(c.revocations, 0) + coalesce(w.revocations, 0),
+           coalesce(c.evictions, 0) + coalesce(w.evictions, 0)
+      FROM buckets b
+      LEFT JOIN rolled_counts c ON c.bs = b.bs
+      LEFT JOIN rolled_users ru ON ru.bs = b.bs
+      LEFT JOIN raw_counts w ON w.bs = b.bs
+     ORDER BY b.bs;
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.login_activity(timestamptz, interval) IS
+    'Administrators: logins, distinct users, failed and suspicious logins, revocations and evictions per bucket (UTC-aligned) from the one holding since.';
+
+/*
+ * Sessions that ended since since, per kind (see analytics_ends; also
+ * 'ordinary', 'remembered' and 'all'), with the 50th, 90th and 99th
+ * percentiles of their durations: each the longest duration of the
+ * histogram bucket that holds the exact percentile (nearest rank), so at
+ * most 2.2% above it, and exact when that bucket holds one duration.
+ */
+CREATE FUNCTION sessmgr.session_durations(since timestamptz)
+RETURNS TABLE (kind text, ended bigint, p50 interval, p90 interval, p99 interval)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    span record;
+BEGIN
+    PERFORM sessmgr.analytics_check_since(since);
+    span := sessmgr.analytics_span(since);
+    RETURN QUERY
+    WITH raw AS (
+        SELECT x.kind, x.duration FROM sessmgr.analytics_ends(since, span.lo_at) x
+        UNION ALL
+        SELECT x.kind, x.duration FROM sessmgr.analytics_ends(span.hi_at, 'infinity') x
+    ), h AS (
+        SELECT y.kind, y.bucket, sum(y.n) AS n, max(y.longest) AS longest
+          FROM (SELECT d.kind, d.bucket, d.ended AS n, d.longest
+                  FROM sessmgr.analytics_durations d
+                 WHERE d.day >= span.lo AND d.day < span.hi
+                UNION ALL
+                SELECT r.kind, sessmgr.analytics_duration_bucket(r.duration), 1, r.duration
+                  FROM raw r) y
+         GROUP BY y.kind, y.bucket
+    ), k AS (
+        SELECT g.kind, h.bucket, sum(h.n) AS n, max(h.longest) AS longest
+          FROM h, LATERAL (VALUES (h.kind), (split_part(h.kind, '/', 1)), ('all')) g(kind)
+         GROUP BY g.kind, h.bucket
+    ), c AS (
+        SELECT k.kind, k.bucket, k.longest,
+               sum(k.n) OVER (PARTITION BY k.kind ORDER BY k.bucket) AS cum,
+               sum(k.n) OVER (PARTITION BY k.kind) AS total
+          FROM k
+    )
+    SELECT c.kind, max(c.total)::bigint,
+           (array_agg(c.longest ORDER BY c.bucket) FILTER (WHERE c.cum >= ceil(0.50 * c.total)))[1],
+           (array_agg(c.longest ORDER BY c.bucket) FILTER (WHERE c.cum >= ceil(0.90 * c.total)))[1],
+           (array_agg(c.longest ORDER BY c.bucket) FILTER (WHERE c.cum >= ceil(0.99 * c.total)))[1]
+      FROM c
+     GROUP BY c.kind
+     ORDER BY c.kind COLLATE "C";
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.session_durations(timestamptz) IS
+    'Administrators: sessions ended since since per kind (remembered or ordinary, and how they ended), with p50/p90/p99 durations (at most 2.2% above the exact ones).';
+
+/*
+ * Logins, distinct users and suspicious logins per country since since
+ * (country_code NULL: unknown), most logins first.
+ */
+CREATE FUNCTION sessmgr.login_geography(since timestamptz)
+RETURNS TABLE (country_code text, country text, logins bigint, users bigint,
+               suspicious_logins bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    span record;
+BEGIN
+    PERFORM sessmgr.analytics_check_since(since);
+    span := sessmgr.analytics_span(since);
+    RETURN QUERY
+    WITH raw AS MATERIALIZED (
+        SELECT * FROM sessmgr.analytics_logins(since, span.lo_at)
+        UNION ALL
+        SELECT * FROM sessmgr.analytics_logins(span.hi_at, 'infinity')
+    ), counts AS (
+        SELECT p.country_code, max(p.country) AS country, sum(p.logins) AS logins,
+               sum(p.suspicious_logins) AS suspicious_logins
+          FROM sessmgr.analytics_places p
+         WHERE p.day >= span.lo AND p.day < span.hi
+         GROUP BY p.country_code
+        UNION ALL
+        SELECT r.country_code, max(r.country), count(*) FILTER (WHERE r.event = 'issue'),
+               count(*) FILTER (WHERE r.event = 'suspicious_login')
+          FROM raw r
+         GROUP BY r.country_code
+    ), users AS (
+        -- whose last rolled-up login from there is since since, and who
+        -- logged in from there in what the roll-ups do not cover
+        SELECT a.country_code, count(*) AS users
+          FROM sessmgr.analytics_user_places a
+         WHERE a.last_at >= since
+         GROUP BY a.country_code
+        UNION ALL
+        SELECT x.country_code, count(*)
+          FROM (SELECT DISTINCT r.country_code, r.user_id FROM raw r WHERE r.event = 'issue') x
+         WHERE NOT EXISTS (SELECT 1 FROM sessmgr.analytics_user_places a
+                            WHERE a.country_code = x.country_code AND a.user_id = x.user_id
+                              AND a.last_at >= since)
+         GROUP BY x.country_code
+    ), per_country AS (
+        SELECT c.country_code, max(c.country) AS country, sum(c.logins)::bigint AS logins,
+               sum(c.suspicious_logins)::bigint AS suspicious_logins
+          FROM counts c
+         GROUP BY c.country_code
+    )
+    SELECT nullif(p.country_code, ''), p.country, p.logins,
+           coalesce((SELECT sum(u.users) FROM users u WHERE u.country_code = p.country_code), 0)::bigint,
+           p.suspicious_logins
+      FROM per_country p
+     WHERE p.logins > 0 OR p.suspicious_logins > 0
+     ORDER BY p.logins DESC, p.country_code COLLATE "C";
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.login_geography(timestamptz) IS
+    'Administrators: logins, distinct users and suspicious logins per country since since (country_code NULL: unknown).';
+
+/*
+ * Logins and distinct users per browser, OS and device type since since
+ * (NULL: unknown), most logins first.
+ */
+CREATE FUNCTION sessmgr.device_usage(since timestamptz)
+RETURNS TABLE (browser text, os text, device_type text, logins bigint, users bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    span record;
+BEGIN
+    PERFORM sessmgr.analytics_check_since(since);
+    span := sessmgr.analytics_span(since);
+    RETURN QUERY
+    WITH raw AS MATERIALIZED (
+        SELECT * FROM sessmgr.analytics_logins(since, span.lo_at) l WHERE l.event = 'issue'
+        UNION ALL
+        SELECT * FROM sessmgr.analytics_logins(span.hi_at, 'infinity') l WHERE l.event = 'issue'
+    ), counts AS (
+        SELECT d.browser, d.os, d.device_type, sum(d.logins) AS logins
+          FROM sessmgr.analytics_devices d
+         WHERE d.day >= span.lo AND d.day < span.hi
+         GROUP BY d.browser, d.os, d.device_type
+        UNION ALL
+        SELECT r.browser, r.os, r.device_type, count(*)
+          FROM raw r
+         GROUP BY r.browser, r.os, r.device_type
+    ), users AS (
+        SELECT a.browser, a.os, a.device_type, count(*) AS users
+          FROM sessmgr.analytics_user_devices a
+         WHERE a.last_at >= since
+         GROUP BY a.browser, a.os, a.device_type
+        UNION ALL
+        SELECT x.browser, x.os, x.device_type, count(*)
+          FROM (SELECT DISTINCT r.browser, r.os, r.device_type, r.user_id FROM raw r) x
+         WHERE NOT EXISTS (SELECT 1 FROM sessmgr.analytics_user_devices a
+                            WHERE a.browser = x.browser AND a.os = x.os
+                              AND a.device_type = x.device_type AND a.user_id = x.user_id
+                              AND a.last_at >= since)
+         GROUP BY x.browser, x.os, x.device_type
+    ), per_device AS (
+        SELECT c.browser, c.os, c.device_type, sum(c.logins)::bigint AS logins
+          FROM counts c
+         GROUP BY c.browser, c.os, c.device_type
+    )
+    SELECT nullif(p.browser, ''), nullif(p.os, ''), nullif(p.device_type, ''), p.logins,
+           coalesce((SELECT sum(u.users) FROM users u
+                      WHERE u.browser = p.browser AND u.os = p.os
+                        AND u.device_type = p.device_type), 0)::bigint
+      FROM per_device p
+     WHERE p.logins > 0
+     ORDER BY p.logins DESC, p.browser COLLATE "C", p.os COLLATE "C", p.device_type COLLATE "C";
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr.device_usage(timestamptz) IS
+    'Administrators: logins and distinct users per browser, OS and device type since since (NULL: unknown).';
+
+REVOKE ALL ON FUNCTION sessmgr.analytics_duration_bucket(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.analytics_failures(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.analytics_logins(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.analytics_ends(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.analytics_roll_up(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.analytics_span(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.analytics_check_since(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.login_activity(timestamptz, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.session_durations(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.login_geography(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessmgr.device_usage(timestamptz) FROM PUBLIC;
+
+-- the revocations and evictions recorded before 0.2.0 learn what durations
+-- need from their sessions, where those are still kept
+UPDATE sessmgr.session_events e
+   SET details = pg_catalog.jsonb_build_object('session_created_at', s.created_at,
+                                               'remember', s.remember)
+  FROM sessmgr.sessions s
+ WHERE s.id OPERATOR(pg_catalog.=) e.session_id
+   AND e.event OPERATOR(pg_catalog.=) ANY (ARRAY['revoke', 'evict']::text[])
+   AND e.details IS NULL;
