@@ -7,7 +7,8 @@
 # creates the database app, applies the code blocks of docs/postgrest.md
 # (database setup, login function, configuration file), adds one user, starts
 # PostgREST on a free loopback port and shows each curl command with its answer:
-# login, my_sessions, refresh, revoke_other_sessions, logout, and the 401 after it.
+# login, a wrong password (401) until the delay (429), my_sessions, refresh,
+# revoke_other_sessions, logout, and the 401 after it.
 # PostgREST is stopped on exit, whatever happens.
 # shellcheck disable=SC2016,SC2034  # the curl commands are printed as written, then evaluated
 # shellcheck disable=SC2119  # sessmgr_cluster_start takes optional conf lines
@@ -89,6 +90,8 @@ for heading in 'Database setup' 'The login function'; do
 	fi
 	printf '%s\n' "$block" | sessmgr_psql -d app -f - >/dev/null
 done
+# a first delay of 30 s instead of 1 s, so that the demo's 429 cannot run out before it is shown
+sessmgr_psql -d app -c "ALTER DATABASE app SET sessmgr.login_first_delay = '30s'" >/dev/null
 # docs/postgrest.md's way of adding a user
 sessmgr_psql -d app -v email='alice@example.com' -v password='correct horse' >/dev/null <<'SQL'
 INSERT INTO api.users (email, password_hash)
@@ -203,8 +206,18 @@ show 200 'curl -sS -i "$API/rpc/login" -H "Content-Type: application/json" -H "U
 PHONE_ACCESS="$(field access_token)"
 
 echo
-echo "--- a wrong password: 401, the same answer as an unknown email"
-show 401 'curl -sS -i "$API/rpc/login" -H "Content-Type: application/json" -d "{\"email\": \"alice@example.com\", \"password\": \"wrong\"}"'
+echo "--- a wrong password: 401, the same answer as an unknown email; the failure is recorded (committed)"
+show 401 'curl -sS -i "$API/rpc/login" -H "Content-Type: application/json" -H "X-Forwarded-For: 198.51.100.23" -d "{\"email\": \"alice@example.com\", \"password\": \"wrong\"}"'
+free="$(sessmgr_psql -AtX -d app -c "LOAD 'sessmgr'" -c 'SHOW sessmgr.login_pair_free_failures')"
+echo
+echo "--- $free more from that address: past sessmgr.login_pair_free_failures ($free) each failure delays the next attempt,"
+echo "--- so even the right password now gets 429 with Retry-After (it is not checked)"
+for ((i = 1; i <= free; i++)); do
+	curl -sS -o /dev/null -w '%{http_code} ' "$API/rpc/login" -H "Content-Type: application/json" -H "X-Forwarded-For: 198.51.100.23" \
+		-d '{"email": "alice@example.com", "password": "wrong"}'
+done
+echo
+show 429 'curl -sS -i "$API/rpc/login" -H "Content-Type: application/json" -H "X-Forwarded-For: 198.51.100.23" -d "{\"email\": \"alice@example.com\", \"password\": \"correct horse\"}"'
 
 echo
 echo "--- the laptop lists alice's sessions (GET /rpc/my_sessions, schema sessmgr_api)"

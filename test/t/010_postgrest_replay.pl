@@ -59,11 +59,16 @@ my $login_recipe = <<'SQL';
 CREATE SCHEMA extensions;
 CREATE EXTENSION pgcrypto WITH SCHEMA extensions;
 
--- the owner of the application's login code: may issue sessions, nothing more
+-- the owner of the application's login code: may issue sessions and record failed
+-- attempts, nothing more
 CREATE ROLE api_owner NOLOGIN;
 GRANT USAGE ON SCHEMA sessmgr, extensions TO api_owner;
 GRANT EXECUTE ON FUNCTION
-    sessmgr.issue_from_request(text, boolean, text, text, boolean, jsonb)
+    sessmgr.issue_from_request(text, boolean, text, text, boolean, jsonb),
+    sessmgr.login_delay(text, inet),
+    sessmgr.login_failed(text, inet, text, text),
+    sessmgr.request_ip(),
+    sessmgr.refuse_rollback_request()
   TO api_owner;
 
 CREATE SCHEMA api AUTHORIZATION api_owner;
@@ -83,24 +88,54 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    uid  bigint;
-    hash text;
+    uid     bigint;
+    hash    text;
+    account text;
+    ip      inet := sessmgr.request_ip();
+    wait    interval;
 BEGIN
+    -- a login rolled back by Prefer: tx=rollback would be a free guess: 400
+    PERFORM sessmgr.refuse_rollback_request();
     SELECT u.id, u.password_hash INTO uid, hash
       FROM api.users u
      WHERE u.email = lower(login.email);
-    -- an unknown email costs the same bcrypt as a wrong password and gets the same answer
-    IF extensions.crypt(login.password, coalesce(hash, extensions.gen_salt('bf', 8)))
-       IS DISTINCT FROM hash THEN
-        RAISE SQLSTATE 'PGRST' USING
-            MESSAGE = '{"code":"invalid_credentials","message":"invalid email or password","details":null,"hint":null}',
-            DETAIL  = '{"status":401,"headers":{"WWW-Authenticate":"Bearer"}}';
+    -- failures count per account; an unknown email counts under a name no user id
+    -- can have, so it is delayed and locked exactly like an account that exists
+    account := coalesce(uid::text, 'unknown:' || encode(sha256(convert_to(
+                   lower(coalesce(login.email, '')), 'UTF8')), 'hex'));
+    wait := sessmgr.login_delay(account, ip);
+    IF wait = interval '0' THEN
+        -- an unknown email costs the same bcrypt as a wrong password: a dummy hash
+        -- of the sign-up's cost (the 08 of gen_salt('bf', 8))
+        IF extensions.crypt(coalesce(login.password, ''),
+                            coalesce(hash, '$2a$08$jdJsG.hoC7ZOrj/6gunN3eLe6ZbFE2bv6TKb1FrCrTQ7WUQ6h4AlG'))
+           IS DISTINCT FROM hash THEN
+            PERFORM sessmgr.login_failed(account, ip,
+                left(nullif(current_setting('request.headers', true), '')::json ->> 'user-agent', 512));
+            PERFORM set_config('response.status', '401', true);
+            PERFORM set_config('response.headers', '[{"WWW-Authenticate": "Bearer"}]', true);
+            RETURN '{"code":"invalid_credentials","message":"invalid email or password","details":null,"hint":null}'::json;
+        END IF;
+        BEGIN
+            RETURN sessmgr.issue_from_request(uid::text, login.remember, cookie => login.cookie);
+        EXCEPTION
+            WHEN SQLSTATE 'SM429' OR SQLSTATE 'SM423' THEN   -- delayed or locked meanwhile
+                wait := greatest(sessmgr.login_delay(account, ip), interval '1 second');
+            WHEN SQLSTATE '53400' THEN   -- sessmgr.cap_policy = reject: the user is at the cap
+                PERFORM set_config('response.status', '429', true);
+                RETURN '{"code":"53400","message":"too many active sessions","details":null,"hint":"Sign out on another device."}'::json;
+        END;
     END IF;
-    RETURN sessmgr.issue_from_request(uid::text, login.remember, cookie => login.cookie);
-EXCEPTION WHEN SQLSTATE '53400' THEN   -- sessmgr.cap_policy = reject: the user is at the cap
-    RAISE SQLSTATE 'PGRST' USING
-        MESSAGE = '{"code":"53400","message":"too many active sessions","details":null,"hint":"Sign out on another device."}',
-        DETAIL  = '{"status":429,"headers":{}}';
+    -- delayed or locked: the password is not even checked
+    -- locked until sessmgr.unlock_account: login_delay's largest interval ('infinity')
+    IF wait >= interval '100 years' THEN
+        PERFORM set_config('response.status', '423', true);
+        RETURN '{"code":"account_locked","message":"account is locked","details":null,"hint":"Contact support to unlock it."}'::json;
+    END IF;
+    PERFORM set_config('response.status', '429', true);
+    PERFORM set_config('response.headers', json_build_array(json_build_object(
+        'Retry-After', ceil(extract(epoch FROM wait))::bigint::text))::text, true);
+    RETURN '{"code":"too_many_attempts","message":"too many failed login attempts","details":null,"hint":"Wait for the time in Retry-After."}'::json;
 END
 $$;
 
@@ -508,17 +543,24 @@ is_deeply(
 
 # --- Prefer: tx=rollback ----------------------------------------------------------------------
 {
+	# the login function refuses it (a rolled-back failure would be a free guess)
 	my $ghost = device('Mozilla/5.0 (ghost)');
+	my $sessions = admin_value(q{SELECT count(*) FROM sessmgr.sessions WHERE user_id = $1}, $uid{bob});
 	my $res = login($ghost, 'bob@example.com', 'battery staple', prefer => 'tx=rollback');
-	is($res->{status}, 200, 'login with Prefer: tx=rollback: 200 with tokens');
-	is_deeply($res->{headers}{'preference-applied'}, ['tx=rollback'], 'Preference-Applied: tx=rollback');
-	is($res->{sql}[-1], 'ROLLBACK', 'the transaction was rolled back');
-	ok(defined $ghost->{token} && defined $ghost->{refresh}, 'both tokens were returned');
-	is(session_state($ghost->{sid}), 'none', 'no session row survived');
-	is_ended_401(get($ghost, 'my_sessions'),
-		'the rolled-back login\'s access token (valid JWT) gets 401 from the pre-request');
-	is_refresh_refused(refresh($ghost, $ghost->{refresh}), 'invalid',
-		'the rolled-back login\'s refresh token is invalid');
+	is($res->{status}, 400, 'login with Prefer: tx=rollback: refused, 400');
+	is(bh($res)->{code}, 'SM400', 'with code SM400');
+	ok(!defined $ghost->{token} && !defined $ghost->{refresh}, 'and no token');
+	is(admin_value(q{SELECT count(*) FROM sessmgr.sessions WHERE user_id = $1}, $uid{bob}), $sessions,
+		'and no session');
+	# what a login function that allowed it would hand out: tokens of a rolled-back issue
+	$admin->begin_work;
+	my ($ghost_access, $ghost_refresh) = $admin->selectrow_array(
+		q{SELECT access_token, token FROM sessmgr.issue($1, device_name => 'ghost')}, undef, $uid{bob});
+	$admin->rollback;
+	is_ended_401(get({ %$ghost, token => $ghost_access }, 'my_sessions'),
+		'the access token of a rolled-back issue (valid JWT) gets 401 from the pre-request');
+	is_refresh_refused(refresh($ghost, $ghost_refresh), 'invalid',
+		'the refresh token of a rolled-back issue is invalid');
 
 	my $dev = device('Mozilla/5.0 (rollback refresh)');
 	login($dev, 'bob@example.com', 'battery staple');
