@@ -37,10 +37,14 @@
  * taken just before it (as PostgreSQL's foreign-key checks read with the
  * latest snapshot) and is run again, a bounded number of times, when it
  * meets a serialization failure: every committed failure is counted exactly
- * once, at every isolation level.  Nothing here reads the rows with the
- * transaction's snapshot, so a transaction that only records failures
- * takes no predicate locks; one that also reads them (login_delay, issue)
- * under SERIALIZABLE can still fail at commit, and its caller retries it.
+ * once, at every isolation level.  SERIALIZABLE adds SSI's own failures,
+ * which no snapshot resolves: the upsert reads the rows it updates, so it
+ * takes predicate locks (on the page, as a failure's rows usually share
+ * one), and concurrent failures for one account or network form the
+ * read/write dependency cycles SSI refuses ("could not serialize access due
+ * to read/write dependencies among transactions").  Such a transaction is
+ * rolled back, its failure with it, and its caller retries it, as every
+ * caller at that level must; what commits is counted exactly once.
  *
  * issue() calls SessmgrThrottleBeforeIssue(), which refuses while the
  * account is locked (SM423) or the pair or the account is delayed (SM429),
@@ -244,6 +248,20 @@ typedef struct ExactStatement
 	uint64		processed;
 } ExactStatement;
 
+/*
+ * Whether an error is the "concurrent update" (or delete) kind of
+ * serialization failure, which a fresh snapshot resolves.  SSI's failure
+ * ("read/write dependencies among transactions") has the same SQLSTATE but
+ * dooms the transaction: trying again would fail again.  It is the one that
+ * carries a "Reason code" detail (untranslated, errdetail_internal).
+ */
+static bool
+is_concurrent_update(const ErrorData *edata)
+{
+	return edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE &&
+		(edata->detail == NULL || strncmp(edata->detail, "Reason code", 11) != 0);
+}
+
 /* One try: the statement with a snapshot taken now, and its rows collected. */
 static void
 run_with_latest_snapshot(void *arg)
@@ -308,8 +326,7 @@ run_exact(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *argtypes,
 		edata = SessmgrTryInSubtransaction(run_with_latest_snapshot, &stmt);
 		if (edata == NULL)
 			return stmt.processed;
-		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE ||
-			tries >= THROTTLE_MAX_TRIES)
+		if (!is_concurrent_update(edata) || tries >= THROTTLE_MAX_TRIES)
 			ReThrowError(edata);
 		FreeErrorData(edata);
 	}
@@ -866,7 +883,7 @@ SessmgrThrottleBeforeIssue(Datum user_id, inet *ip)
 			ereport(ERROR,
 					(errcode(ERRCODE_SESSMGR_LOCKED),
 					 errmsg("account is locked"),
-					 errdetail("The account was locked after %d consecutive failed login attempts.",
+					 errdetail("The account has had %d consecutive failed login attempts.",
 							   rows[k].failures),
 					 errhint("An administrator unlocks it with sessmgr.unlock_account().")));
 		wait = Max(wait, w);
