@@ -13,8 +13,8 @@
 #   issue:  sessmgr.issue() for a random user (one event per transaction);
 #   insert: a bare one-row INSERT INTO sessmgr.session_events, where the
 #           trigger's share of the work is largest.
-# Then the poll: events_since(cursor, 1000) over the table filled by the
-# runs, in one backend.  Prints the medians and, unless --quick, writes them
+# Every run starts from empty tables.  Then the poll: events_since(cursor,
+# 1000) over the events the last run left, in one backend.  Prints the medians and, unless --quick, writes them
 # into bench/RESULTS.md's "events_feed" section.
 set -euo pipefail
 
@@ -53,6 +53,8 @@ guard() {
 	sessmgr_psql -q -c "ALTER TABLE sessmgr.session_events $1 TRIGGER session_events_feed_guard"
 }
 run() {
+	# every run starts from empty tables, so that neither side inherits a larger one
+	sessmgr_psql -q -c 'TRUNCATE sessmgr.sessions, sessmgr.session_events, sessmgr.session_owners, sessmgr.retired_tokens'
 	sessmgr_as_pg "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" \
 		-D nusers="$NUSERS" -f "$work/$1.sql" postgres 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
@@ -124,7 +126,7 @@ possible event id (src/feed.c).
 | \`issue()\` (one event a transaction) | ${med_on[issue]} tps | ${med_off[issue]} tps | ${med_ratio[issue]}x (rounds: ${all_ratios[issue]}) |
 | one-row \`INSERT INTO session_events\` | ${med_on[insert]} tps | ${med_off[insert]} tps | ${med_ratio[insert]}x (rounds: ${all_ratios[insert]}) |
 
-A poll, \`events_since(cursor, 1000)\`, walking the $nevents events the runs left from the
+A poll, \`events_since(cursor, 1000)\`, walking the $nevents events the last run left from the
 start, in one backend: $poll_ms ms a call (1000 documents).
 <!-- /events_feed -->
 EOF2
