@@ -14,8 +14,9 @@
 #   insert: a bare one-row INSERT INTO sessmgr.session_events, where the
 #           trigger's share of the work is largest.
 # Every run starts from empty tables.  Then the poll: events_since(cursor,
-# 1000) over the events the last run left, in one backend.  Prints the medians and, unless --quick, writes them
-# into bench/RESULTS.md's "events_feed" section.
+# 1000) over the events the last run left, in one backend.  Prints the
+# medians and, unless --quick, writes them into bench/RESULTS.md's
+# "events_feed" section.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
