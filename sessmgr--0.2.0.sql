@@ -2387,6 +2387,10 @@ DECLARE
     day_end timestamptz;
     safe_until timestamptz;
 BEGIN
+    IF events_before IS NULL THEN
+        RAISE EXCEPTION 'events_before must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     SELECT max(d.day) + 1 INTO rollup_day FROM sessmgr.analytics_days d;
     IF rollup_day IS NULL THEN
         SELECT (min(e.occurred_at) AT TIME ZONE 'UTC')::date INTO rollup_day
@@ -2576,7 +2580,8 @@ BEGIN
     IF since < now() THEN
         start_at := greatest(since, least((SELECT min(e.occurred_at) FROM sessmgr.session_events e),
                                           (SELECT min(d.day) FROM sessmgr.analytics_days d)::timestamp
-                                              AT TIME ZONE 'UTC'));
+                                              AT TIME ZONE 'UTC',
+                                          now()));
     END IF;
     IF start_at IS NULL OR start_at > now() THEN
         RETURN;

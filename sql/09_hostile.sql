@@ -474,6 +474,18 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT sqlstate_of('SELECT sessmgr.events_since(0)') AS repeatable_read;
 ROLLBACK;
 
+-- analytics: a bucket that is zero, negative, in months, too long or too
+-- short: a clear error at once (and never more than 10,000 buckets: 16_analytics)
+SELECT sqlstate_of($$SELECT * FROM sessmgr.login_activity(now(), '0')$$) AS zero_bucket,
+       sqlstate_of($$SELECT * FROM sessmgr.login_activity(now(), '-1 day')$$) AS negative_bucket,
+       sqlstate_of($$SELECT * FROM sessmgr.login_activity(now(), '1 mon')$$) AS month_bucket,
+       sqlstate_of($$SELECT * FROM sessmgr.login_activity(now(), '1000000 days')$$) AS huge_bucket,
+       sqlstate_of($$SELECT * FROM sessmgr.login_activity(now(), '1 microsecond')$$) AS tiny_bucket;
+SELECT sqlstate_of($$SELECT * FROM sessmgr.login_activity('infinity')$$) AS future,
+       sqlstate_of($$SELECT * FROM sessmgr.session_durations('-infinity')$$) AS durations_all,
+       sqlstate_of($$SELECT * FROM sessmgr.login_geography('-infinity')$$) AS geography_all,
+       sqlstate_of($$SELECT * FROM sessmgr.device_usage('infinity')$$) AS devices_future;
+
 -- a column renamed (or dropped) by hand: the triggers refuse to read it by a
 -- bad column number
 BEGIN;

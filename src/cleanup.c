@@ -270,6 +270,7 @@ cleanup_keyset_pass(CleanupRun *run, const KeysetPass *pass)
 		TimestampTz to_at;
 		Datum		to_id;
 		bool		isnull;
+		int64		removed;
 
 		SessmgrEnterOwnerMode(&octx);
 
@@ -298,16 +299,18 @@ cleanup_keyset_pass(CleanupRun *run, const KeysetPass *pass)
 			last = true;
 		}
 
-		/* delete the ones that qualify and nobody has locked */
+		/* delete the ones that qualify and nobody has locked; how many */
 		values[2] = TimestampTzGetDatum(to_at);
 		values[3] = to_id;
 		values[4] = TimestampTzGetDatum(pass->cutoff);
 		SessmgrRun(pass->delete_plan,
 				   pass->delete_sql,
-				   5, delete_types, values, NULL, SPI_OK_DELETE);
-		if (SPI_processed > 0)
+				   5, delete_types, values, NULL, SPI_OK_SELECT);
+		removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+		if (removed > 0)
 		{
-			*pass->removed += SPI_processed;
+			*pass->removed += removed;
 			record_progress(run, false);
 		}
 
@@ -322,7 +325,10 @@ cleanup_keyset_pass(CleanupRun *run, const KeysetPass *pass)
 
 /*
  * Remove the sessions that ended before run->sessions_before, those issued
- * up to the highest expiry seen at the start of the run.
+ * up to the highest expiry seen at the start of the run.  A session that
+ * timed out leaves an expire event, stamped with the time it ended and
+ * holding what sessmgr.session_durations needs (revocations and evictions
+ * have their events already); it commits with the removal.
  */
 static void
 cleanup_sessions(CleanupRun *run, TimestampTz sessions_end)
@@ -343,7 +349,8 @@ cleanup_sessions(CleanupRun *run, TimestampTz sessions_end)
 		" ORDER BY s.expires_at, s.id"
 		" OFFSET $4 LIMIT 1";
 	pass.delete_sql =
-		"DELETE FROM sessmgr.sessions"
+		"WITH gone AS ("
+		" DELETE FROM sessmgr.sessions"
 		" WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
 		"   SELECT s.id FROM sessmgr.sessions s"
 		"    WHERE (s.expires_at, s.id) OPERATOR(pg_catalog.>) ($1, $2)"
@@ -352,7 +359,22 @@ cleanup_sessions(CleanupRun *run, TimestampTz sessions_end)
 		"           OR s.expires_at OPERATOR(pg_catalog.<) $5"
 		"           OR s.last_active_at OPERATOR(pg_catalog.+) s.idle_timeout"
 		"              OPERATOR(pg_catalog.<) $5)"
-		"      FOR UPDATE OF s SKIP LOCKED))";
+		"      FOR UPDATE OF s SKIP LOCKED))"
+		" RETURNING id, user_id, ip, created_at, remember, revoked_at, expires_at,"
+		"           last_active_at OPERATOR(pg_catalog.+) idle_timeout AS idle_end"
+		"), expired AS ("
+		" INSERT INTO sessmgr.session_events"
+		"        (occurred_at, event, session_id, user_id, reason, actor, ip, details)"
+		" SELECT LEAST(g.expires_at, g.idle_end), 'expire', g.id, g.user_id,"
+		"        CASE WHEN g.idle_end OPERATOR(pg_catalog.<) g.expires_at"
+		"             THEN 'idle' ELSE 'absolute' END,"
+		"        session_user, g.ip,"
+		"        pg_catalog.jsonb_build_object('session_created_at', g.created_at,"
+		"                                      'remember', g.remember)"
+		"   FROM gone g"
+		"  WHERE g.revoked_at IS NULL"
+		")"
+		" SELECT pg_catalog.count(*) FROM gone";
 	pass.chunk_plan = &chunk_plan;
 	pass.delete_plan = &delete_plan;
 	pass.id_type = UUIDOID;
@@ -380,13 +402,16 @@ cleanup_events(CleanupRun *run)
 		" ORDER BY e.occurred_at, e.id"
 		" OFFSET $4 LIMIT 1";
 	pass.delete_sql =
-		"DELETE FROM sessmgr.session_events"
+		"WITH gone AS ("
+		" DELETE FROM sessmgr.session_events"
 		" WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
 		"   SELECT e.id FROM sessmgr.session_events e"
 		"    WHERE (e.occurred_at, e.id) OPERATOR(pg_catalog.>) ($1, $2)"
 		"      AND (e.occurred_at, e.id) OPERATOR(pg_catalog.<=) ($3, $4)"
 		"      AND e.occurred_at OPERATOR(pg_catalog.<) $5"
-		"      FOR UPDATE OF e SKIP LOCKED))";
+		"      FOR UPDATE OF e SKIP LOCKED))"
+		" RETURNING 1)"
+		" SELECT pg_catalog.count(*) FROM gone";
 	pass.chunk_plan = &chunk_plan;
 	pass.delete_plan = &delete_plan;
 	pass.id_type = INT8OID;
@@ -518,6 +543,36 @@ cleanup_owners(CleanupRun *run)
 	pfree(from_key);
 }
 
+/*
+ * Roll the events of each UTC day that has ended up into the analytics
+ * tables (sessmgr.analytics_roll_up; docs/monitoring.md, "Analytics"), a day
+ * per transaction, dropping the roll-ups older than the events.
+ */
+static void
+cleanup_analytics(CleanupRun *run)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TIMESTAMPTZOID};
+	bool		more = true;
+
+	start_pass(run, "analytics");
+	while (more)
+	{
+		SessmgrOwnerContext octx;
+		Datum		values[1];
+		bool		isnull;
+
+		SessmgrEnterOwnerMode(&octx);
+		values[0] = TimestampTzGetDatum(run->events_before);
+		SessmgrRun(&plan, "SELECT sessmgr.analytics_roll_up($1)",
+				   1, types, values, NULL, SPI_OK_SELECT);
+		more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+		SessmgrLeaveOwnerMode(&octx);
+		next_batch(run);
+	}
+}
+
 /* SessmgrBatching's callback: cleanup's own batch boundary. */
 static void
 cleanup_next_batch(void *run)
@@ -646,6 +701,7 @@ sessmgr_cleanup(PG_FUNCTION_ARGS)
 	if (any_sessions)
 		cleanup_sessions(&run, sessions_end);
 	cleanup_events(&run);
+	cleanup_analytics(&run);
 	cleanup_owners(&run);
 	cleanup_login_attempts(&run);
 	{

@@ -323,7 +323,12 @@ static const char *const issue_columns[] = {
 	"country", "region", "city", "latitude", "longitude", "accuracy_radius_km", "asn"
 };
 
-#define AUDIT_NARGS (7 + lengthof(issue_columns))
+/*
+ * then an ending's details: when the session was created and whether it was
+ * remembered, so that its duration outlives the row (sessmgr.session_durations)
+ */
+#define AUDIT_END_ARG (7 + lengthof(issue_columns))
+#define AUDIT_NARGS (AUDIT_END_ARG + 2)
 
 PG_FUNCTION_INFO_V1(sessmgr_sessions_audit);
 Datum
@@ -337,7 +342,9 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 		TEXTOID, UUIDOID, TEXTOID, TEXTOID, NAMEOID, INETOID, TEXTOID,
 		/* an issue's user agent, device and place */
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, FLOAT8OID, FLOAT8OID, INT4OID, INT8OID
+		TEXTOID, FLOAT8OID, FLOAT8OID, INT4OID, INT8OID,
+		/* an ending's created_at and remember */
+		TIMESTAMPTZOID, BOOLOID
 	};
 	Datum		values[AUDIT_NARGS];
 	char		nulls[AUDIT_NARGS];
@@ -366,6 +373,7 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 			values[7 + i] = get_attr(tuple, rel, issue_columns[i], &isnull);
 			nulls[7 + i] = isnull ? 'n' : ' ';
 		}
+		nulls[AUDIT_END_ARG] = nulls[AUDIT_END_ARG + 1] = 'n';
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
@@ -382,6 +390,8 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 			values[7 + i] = (Datum) 0;
 			nulls[7 + i] = 'n';
 		}
+		values[AUDIT_END_ARG] = get_attr(tuple, rel, "created_at", &isnull);
+		values[AUDIT_END_ARG + 1] = get_attr(tuple, rel, "remember", &isnull);
 	}
 	else
 		elog(ERROR, "sessions_audit must be fired AFTER INSERT or UPDATE");
@@ -405,9 +415,12 @@ sessmgr_sessions_audit(PG_FUNCTION_ARGS)
 					  "INSERT INTO sessmgr.session_events"
 					  " (event, session_id, user_id, reason, actor, ip, actor_user_id,"
 					  "  user_agent, device, browser, os, device_type, country_code,"
-					  "  country, region, city, latitude, longitude, accuracy_radius_km, asn)"
+					  "  country, region, city, latitude, longitude, accuracy_radius_km, asn,"
+					  "  details)"
 					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-					  "         $14, $15, $16, $17, $18, $19, $20)",
+					  "         $14, $15, $16, $17, $18, $19, $20,"
+					  "         CASE WHEN $21 IS NOT NULL THEN pg_catalog.jsonb_build_object("
+					  "           'session_created_at', $21, 'remember', $22) END)",
 					  AUDIT_NARGS, types, values, nulls, SPI_OK_INSERT);
 
 	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))

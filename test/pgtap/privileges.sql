@@ -11,7 +11,7 @@
 -- back, so the roles below disappear again (role names are cluster-wide, hence
 -- the sessmgr_tap_ prefix).
 BEGIN;
-SELECT plan(68);
+SELECT plan(76);
 
 CREATE ROLE sessmgr_tap_app NOLOGIN;
 CREATE ROLE sessmgr_tap_admin NOLOGIN;
@@ -286,6 +286,37 @@ SELECT lives_ok($$SELECT count(*) FROM sessmgr.events_since(0)$$,
     'admin with EXECUTE on events_since reads the feed (no right on the sequence needed)');
 SELECT is_empty($$SELECT 1 FROM sessmgr.events_since(0) d WHERE d->'user'->>'id' = 'sessmgr_tap_u1'$$,
     'the feed holds back events this transaction has not committed yet');
+RESET ROLE;
+
+------------------------------------------------------------------------------
+-- The analytics are for administrators: the application role cannot run
+-- them, an administrator granted EXECUTE can (they read the roll-ups and the
+-- events as their owner).
+------------------------------------------------------------------------------
+GRANT EXECUTE ON FUNCTION sessmgr.login_activity(timestamptz, interval),
+                          sessmgr.session_durations(timestamptz),
+                          sessmgr.login_geography(timestamptz),
+                          sessmgr.device_usage(timestamptz)
+  TO sessmgr_tap_admin;
+SET LOCAL ROLE sessmgr_tap_app;
+SELECT throws_ok($$SELECT * FROM sessmgr.login_activity(now() - interval '1 day')$$, '42501', NULL,
+    'app cannot run login_activity');
+SELECT throws_ok($$SELECT * FROM sessmgr.session_durations(now() - interval '1 day')$$, '42501', NULL,
+    'app cannot run session_durations');
+SELECT throws_ok($$SELECT * FROM sessmgr.login_geography(now() - interval '1 day')$$, '42501', NULL,
+    'app cannot run login_geography');
+SELECT throws_ok($$SELECT * FROM sessmgr.device_usage(now() - interval '1 day')$$, '42501', NULL,
+    'app cannot run device_usage');
+RESET ROLE;
+SET LOCAL ROLE sessmgr_tap_admin;
+SELECT cmp_ok((SELECT count(*) FROM sessmgr.login_activity(now() - interval '1 day')), '>=', 1::bigint,
+    'an administrator granted EXECUTE runs login_activity');
+SELECT lives_ok($$SELECT * FROM sessmgr.session_durations(now() - interval '1 day')$$,
+    'an administrator granted EXECUTE runs session_durations');
+SELECT lives_ok($$SELECT * FROM sessmgr.login_geography(now() - interval '1 day')$$,
+    'an administrator granted EXECUTE runs login_geography');
+SELECT lives_ok($$SELECT * FROM sessmgr.device_usage(now() - interval '1 day')$$,
+    'an administrator granted EXECUTE runs device_usage');
 RESET ROLE;
 
 ------------------------------------------------------------------------------
