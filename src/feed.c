@@ -51,6 +51,10 @@
  * Not covered: rows inserted with an explicit id (OVERRIDING SYSTEM VALUE,
  * restores); those are the table owner's business.
  *
+ * sessmgr.refresh_metrics() computes the same horizon in SQL from pg_locks
+ * (advisory locks with objsubid SESSMGR_FEED_LOCK_FIELD4, the bound in
+ * classid and objid): the tag's layout is shared with it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -69,7 +73,10 @@
 
 #include "sessmgr.h"
 
-/* the fourth field of the feed's lock tags; SQL advisory locks use 1 and 2 */
+/*
+ * The fourth field of the feed's lock tags (pg_locks.objsubid 24149); SQL
+ * advisory locks use 1 and 2.  sessmgr.refresh_metrics() reads it too.
+ */
 #define SESSMGR_FEED_LOCK_FIELD4	0x5e55
 
 /* at most this many events per call */
