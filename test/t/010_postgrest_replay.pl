@@ -93,6 +93,7 @@ DECLARE
     account text;
     ip      inet := sessmgr.request_ip();
     wait    interval;
+    locked  boolean := false;
 BEGIN
     -- a login rolled back by Prefer: tx=rollback would be a free guess: 400
     PERFORM sessmgr.refuse_rollback_request();
@@ -120,15 +121,16 @@ BEGIN
             RETURN sessmgr.issue_from_request(uid::text, login.remember, cookie => login.cookie);
         EXCEPTION
             WHEN SQLSTATE 'SM429' OR SQLSTATE 'SM423' THEN   -- delayed or locked meanwhile
+                locked := SQLSTATE = 'SM423';
                 wait := greatest(sessmgr.login_delay(account, ip), interval '1 second');
             WHEN SQLSTATE '53400' THEN   -- sessmgr.cap_policy = reject: the user is at the cap
                 PERFORM set_config('response.status', '429', true);
                 RETURN '{"code":"53400","message":"too many active sessions","details":null,"hint":"Sign out on another device."}'::json;
         END;
     END IF;
-    -- delayed or locked: the password is not even checked
-    -- locked until sessmgr.unlock_account: login_delay's largest interval ('infinity')
-    IF wait >= interval '100 years' THEN
+    -- delayed or locked: the password is not even checked; locked until
+    -- sessmgr.unlock_account, login_delay is its largest interval ('infinity')
+    IF locked OR wait >= interval '100 years' THEN
         PERFORM set_config('response.status', '423', true);
         RETURN '{"code":"account_locked","message":"account is locked","details":null,"hint":"Contact support to unlock it."}'::json;
     END IF;

@@ -108,7 +108,7 @@ $admin->do(q{SET track_functions = 'none'});   # only PostgREST's calls are coun
 $admin->do(q{INSERT INTO api.users (email, password_hash)
              VALUES (lower($1), extensions.crypt($2, extensions.gen_salt('bf', 8)))},
 	undef, "$_\@example.com", "$_ password")
-  for qw(alice bob carol dave erin);
+  for qw(alice bob carol dave erin frank);
 my %uid = map { @$_ } @{ $admin->selectall_arrayref(
 	q{SELECT split_part(email, '@', 1), id::text FROM api.users}) };
 
@@ -268,6 +268,14 @@ start_postgrest();
 		'the login_failed event: the account, no session, the request\'s address');
 	is(admin_value('SELECT count(*) FROM sessmgr.sessions'), 0, 'no session issued');
 
+	# why the login sets WWW-Authenticate itself: PostgREST 12.0.2 adds none to a 401
+	# set through response.status (sessmgr_api.refresh's failure is one)
+	my $refresh = $http->request('POST', "http://127.0.0.1:$pgrst_port/rpc/refresh",
+		{ headers => { 'Content-Type' => 'application/json', 'Content-Profile' => 'sessmgr_api' },
+		  content => '{"refresh_token": "sessmgr_none"}' });
+	is($refresh->{status}, 401, 'a refresh with a made-up token: 401 through response.status');
+	ok(!exists $refresh->{headers}{'www-authenticate'}, 'and PostgREST adds no WWW-Authenticate to it');
+
 	# input an attacker chooses cannot turn the 401 into an error that rolls the record back
 	my $long_ua = login('alice@example.com', 'wrong', ip => '192.0.2.1', ua => 'Mozilla/5.0 ' . ('x' x 6000));
 	is($long_ua->{status}, 401, 'a 6000-byte user agent (login_failed takes 2048): 401, the recipe cuts it')
@@ -366,6 +374,29 @@ start_postgrest();
 	is(login_failed_events(), $events, 'Prefer: tx=rollback: no login_failed event');
 	is(admin_value(q{SELECT count(*) FROM sessmgr.sessions WHERE user_id = $1}, $uid{erin}), 0,
 		'Prefer: tx=rollback: no session');
+}
+
+# --- issue's own refusals (SM429, SM423: a delay or lock that began after login_delay) ---
+# A race the test cannot time, so a trigger on sessmgr.sessions refuses frank's INSERT
+# with issue's SQLSTATE: the login function must give the same 429 and 423.
+{
+	$admin->do(q{CREATE FUNCTION public.refuse_issue() RETURNS trigger LANGUAGE plpgsql AS $$
+	             BEGIN RAISE USING ERRCODE = TG_ARGV[0], MESSAGE = 'refused by the test'; END $$});
+	for my $case ([ 'SM429', 429, 'too_many_attempts' ], [ 'SM423', 423, 'account_locked' ])
+	{
+		my ($sqlstate, $status, $code) = @$case;
+		$admin->do(qq{CREATE TRIGGER refuse_issue BEFORE INSERT ON sessmgr.sessions FOR EACH ROW
+		              WHEN (NEW.user_id = '$uid{frank}') EXECUTE FUNCTION public.refuse_issue('$sqlstate')});
+		my $res = login('frank@example.com', 'frank password', ip => '192.0.2.70');
+		$admin->do(q{DROP TRIGGER refuse_issue ON sessmgr.sessions});
+		is($res->{status}, $status, "issue refuses with $sqlstate: $status") or diag $res->{raw};
+		is($res->{body}{code}, $code, "issue refuses with $sqlstate: code $code");
+		is_deeply(header($res, 'retry-after'), $status == 429 ? ['1'] : [],
+			"issue refuses with $sqlstate: " . ($status == 429 ? 'Retry-After: 1 (at least a second)' : 'no Retry-After'));
+	}
+	is(failures('frank'), 0, 'issue\'s refusals record no failure (the password was right)');
+	my $ok = login('frank@example.com', 'frank password', ip => '192.0.2.70');
+	is($ok->{status}, 200, 'without the trigger frank logs in') or diag $ok->{raw};
 }
 
 # --- locked: a low threshold, free failures out of the way; restart PostgREST ---------------

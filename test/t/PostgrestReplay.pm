@@ -433,8 +433,8 @@ sub request
 	my $decoded = $JSON->decode($res_body);
 	$status //= ($proc->{void} ? 204 : 200);
 	$decoded = undef if $proc->{void};
-	add_header(\%out_headers, 'WWW-Authenticate', 'Bearer')
-	  if $status == 401 && !$out_headers{'www-authenticate'};
+	# a 401 set through response.status gets no WWW-Authenticate of PostgREST's own
+	# (the real 12.0.2 adds one to error responses only)
 	store_cookies($client->{jar}, \%out_headers);
 	return { status => $status, body => $decoded, headers => \%out_headers,
 			 sql => $self->{current_sql}, settings => $self->{current_settings} };
