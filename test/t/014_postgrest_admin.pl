@@ -374,7 +374,7 @@ SKIP:
 	skip 'sessmgr.unlock_account is not installed', 4
 	  if !db_value(q{SELECT to_regprocedure('sessmgr.unlock_account(text)') IS NOT NULL});
 	$dbh->do(q{SELECT sessmgr.login_failed($1, '192.0.2.7') FROM generate_series(1, 120)}, undef, $uid{dave});
-	is(db_value(q{SELECT sessmgr.login_delay($1)::text}, $uid{dave}), 'infinity', 'dave is locked out');
+	ok(db_value(q{SELECT sessmgr.login_delay($1) > interval '1 day'}, $uid{dave}), 'dave is locked out');
 	my $un = admin_post($admin, 'unlock_account', { user_id => $uid{dave}, reason => 'verified by phone' });
 	is($un->{raw}, 'true', 'POST /rpc/unlock_account: true') or diag $un->{raw};
 	is(db_value(q{SELECT sessmgr.login_delay($1)::text}, $uid{dave}), '00:00:00', 'dave may try again');
@@ -400,7 +400,8 @@ SKIP:
 my $ex = admin_get($admin, 'export_user', { user_id => $uid{carol} });
 is($ex->{status}, 200, 'GET /rpc/export_user: 200');
 is(scalar @{ $ex->{body}{sessions} }, 1, "carol's session");
-unlike($ex->{raw}, qr/token_hash|$uid{alice}/, 'no token hash, nothing of another user');
+unlike($ex->{raw}, qr/token_hash|\Q$session{alice}[1]{session_id}\E|sessmgr-tap alice/,
+	'no token hash, nothing of another user');
 my $fg = admin_post($admin, 'forget_user', { user_id => $uid{carol}, reason => 'erasure request 42' });
 is($fg->{status}, 200, 'POST /rpc/forget_user: 200') or diag $fg->{raw};
 ok($fg->{raw} >= 3, "it removed carol's rows ($fg->{raw})");
