@@ -1600,7 +1600,8 @@ REVOKE ALL ON FUNCTION sessmgr.check_user_id_arg(text) FROM PUBLIC;
  * Right to erasure: end the user's sessions and delete every row about them
  * (sessions and their retired tokens, events, the owner row, known devices,
  * the login profile, the login counters of the account and of its
- * account-and-address pairs), in one transaction.  One erased event stays,
+ * account-and-address pairs, the analytics' per-user rows), in one
+ * transaction.  One erased event stays,
  * with user_id '' and no personal data: the count of rows removed, the
  * reason and the administrator.  Returns the number of rows removed.
  */
@@ -1674,6 +1675,21 @@ BEGIN
         counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('login_attempts', n);
         removed := removed OPERATOR(pg_catalog.+) n;
     END IF;
+    -- the analytics' per-user rows (the daily counts are no one's)
+    IF to_regclass('sessmgr.analytics_user_days') IS NOT NULL THEN
+        DELETE FROM sessmgr.analytics_user_days x WHERE x.user_id OPERATOR(pg_catalog.=) uid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('analytics_user_days', n);
+        removed := removed OPERATOR(pg_catalog.+) n;
+        DELETE FROM sessmgr.analytics_user_places x WHERE x.user_id OPERATOR(pg_catalog.=) uid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('analytics_user_places', n);
+        removed := removed OPERATOR(pg_catalog.+) n;
+        DELETE FROM sessmgr.analytics_user_devices x WHERE x.user_id OPERATOR(pg_catalog.=) uid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        counts := counts OPERATOR(pg_catalog.||) jsonb_build_object('analytics_user_devices', n);
+        removed := removed OPERATOR(pg_catalog.+) n;
+    END IF;
 
     -- the one trace: that an erasure happened, by whom, and how much it removed
     SELECT * INTO who FROM sessmgr.audit_actor();
@@ -1733,6 +1749,19 @@ BEGIN
         SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') INTO part
           FROM sessmgr.login_attempts a WHERE a.user_id OPERATOR(pg_catalog.=) uid;
         doc := doc OPERATOR(pg_catalog.||) jsonb_build_object('login_attempts', part);
+    END IF;
+    IF to_regclass('sessmgr.analytics_user_days') IS NOT NULL THEN
+        doc := doc OPERATOR(pg_catalog.||) jsonb_build_object('analytics', jsonb_build_object(
+            'last_login_day', (SELECT x.last_day FROM sessmgr.analytics_user_days x
+                                WHERE x.user_id OPERATOR(pg_catalog.=) uid),
+            'countries', coalesce((SELECT jsonb_agg(to_jsonb(x) OPERATOR(pg_catalog.-) 'user_id'
+                                                    ORDER BY x.country_code)
+                                     FROM sessmgr.analytics_user_places x
+                                    WHERE x.user_id OPERATOR(pg_catalog.=) uid), '[]'),
+            'devices', coalesce((SELECT jsonb_agg(to_jsonb(x) OPERATOR(pg_catalog.-) 'user_id'
+                                                  ORDER BY x.browser, x.os, x.device_type)
+                                   FROM sessmgr.analytics_user_devices x
+                                  WHERE x.user_id OPERATOR(pg_catalog.=) uid), '[]')));
     END IF;
     RETURN doc;
 END
