@@ -6,7 +6,8 @@
 # attempt it records commits (sessmgr.login_failed); it answers 429 with Retry-After
 # while the account or the account and address pair is delayed and 423 while the
 # account is locked, without checking the password; a right password resets the
-# counters; unlock_account lets the account in again; an unknown email gets the same
+# counters; unlock_account lets the account in again; issue's own refusals (SM429,
+# SM423) get the same 429 and 423; an unknown email gets the same
 # status, headers and body bytes as a known one at every step, and the same work
 # (the same functions called the same number of times, bcrypt included: counted with
 # track_functions = all, never timed); Prefer: tx=rollback is refused (400) and
