@@ -107,7 +107,66 @@ $$;
 SQL
 )"
 
-summary="issue: ${med_on[issue]} tps with the trigger, ${med_off[issue]} without, ${med_ratio[issue]}x; bare event INSERT: ${med_on[insert]} vs ${med_off[insert]} tps, ${med_ratio[insert]}x; events_since(cursor, 1000): $poll_ms ms a call over $nevents events"
+# one backend, one event a transaction, synchronous_commit off so that the
+# WAL flush does not drown the difference: microseconds a transaction, the
+# trigger enabled and disabled in turn, BACKEND_ROUNDS interleaved rounds
+BACKEND_ROUNDS=10
+BACKEND_N=2000
+[[ $QUICK -eq 1 ]] && { BACKEND_ROUNDS=2; BACKEND_N=500; }
+sessmgr_psql -q -c 'TRUNCATE sessmgr.sessions, sessmgr.session_events, sessmgr.session_owners, sessmgr.retired_tokens'
+backend="$(sessmgr_psql -At -v rounds="$BACKEND_ROUNDS" -v n="$BACKEND_N" <<'SQL'
+SET synchronous_commit = off;
+CREATE TEMP TABLE feed_times (what text, side text, round int, us double precision);
+SET bench.rounds = :'rounds';
+SET bench.n = :'n';
+DO $$
+DECLARE
+    rounds int := current_setting('bench.rounds')::int;
+    n int := current_setting('bench.n')::int;
+    side text;
+    t0 timestamptz;
+BEGIN
+    FOR r IN 1..rounds LOOP
+        FOREACH side IN ARRAY CASE WHEN r % 2 = 1 THEN '{on,off}'::text[] ELSE '{off,on}'::text[] END LOOP
+            EXECUTE format('ALTER TABLE sessmgr.session_events %s TRIGGER session_events_feed_guard',
+                           CASE side WHEN 'on' THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END);
+            COMMIT;
+            t0 := clock_timestamp();
+            FOR i IN 1..n LOOP
+                INSERT INTO sessmgr.session_events (event, user_id, actor) VALUES ('erased', 'u', 'bench');
+                COMMIT;
+            END LOOP;
+            INSERT INTO feed_times VALUES ('insert', side, r, extract(epoch FROM clock_timestamp() - t0) * 1e6 / n);
+            COMMIT;
+            t0 := clock_timestamp();
+            FOR i IN 1..n LOOP
+                PERFORM sessmgr.issue('u' || (i % 1000));
+                COMMIT;
+            END LOOP;
+            INSERT INTO feed_times VALUES ('issue', side, r, extract(epoch FROM clock_timestamp() - t0) * 1e6 / n);
+            COMMIT;
+        END LOOP;
+    END LOOP;
+    EXECUTE 'ALTER TABLE sessmgr.session_events ENABLE ALWAYS TRIGGER session_events_feed_guard';
+END
+$$;
+-- per what: median us with and without, median of the rounds' differences and ratios
+SELECT string_agg(format('%s %s %s %s %s', what, round(on_us::numeric, 1), round(off_us::numeric, 1),
+                         round(diff::numeric, 1), round(ratio::numeric, 3)), ' ' ORDER BY what)
+  FROM (SELECT what,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY a.us) AS on_us,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY b.us) AS off_us,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY a.us - b.us) AS diff,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY b.us / a.us) AS ratio
+          FROM feed_times a JOIN feed_times b USING (what, round)
+         WHERE a.side = 'on' AND b.side = 'off'
+         GROUP BY what) x;
+SQL
+)"
+# "insert ON OFF DIFF RATIO issue ON OFF DIFF RATIO" (alphabetical: insert first)
+read -r _ b_ins_on b_ins_off b_ins_diff b_ins_ratio _ b_iss_on b_iss_off b_iss_diff b_iss_ratio <<<"$backend"
+
+summary="issue: ${med_on[issue]} tps with the trigger, ${med_off[issue]} without, ${med_ratio[issue]}x; bare event INSERT: ${med_on[insert]} vs ${med_off[insert]} tps, ${med_ratio[insert]}x; events_since(cursor, 1000): $poll_ms ms a call over $nevents events; one backend: issue ${b_iss_on} us vs ${b_iss_off} us a transaction (+${b_iss_diff} us, ${b_iss_ratio}x), INSERT ${b_ins_on} vs ${b_ins_off} us (+${b_ins_diff} us, ${b_ins_ratio}x)"
 echo "$summary ($CLIENTS clients, $ROUNDS rounds of ${SECS}s, interleaved)"
 [[ $QUICK -eq 1 ]] && exit 0
 
@@ -126,6 +185,16 @@ possible event id (src/feed.c).
 |---|---|---|---|
 | \`issue()\` (one event a transaction) | ${med_on[issue]} tps | ${med_off[issue]} tps | ${med_ratio[issue]}x (rounds: ${all_ratios[issue]}) |
 | one-row \`INSERT INTO session_events\` | ${med_on[insert]} tps | ${med_off[insert]} tps | ${med_ratio[insert]}x (rounds: ${all_ratios[insert]}) |
+
+In one backend, one event a transaction, \`synchronous_commit = off\` (so that the WAL
+flush does not drown the difference), $BACKEND_ROUNDS interleaved rounds of $BACKEND_N transactions a
+side; the trigger's cost is the difference (median of the rounds' differences); the rate
+ratio is the rate with the trigger over the rate without (median of the rounds):
+
+| measurement | with the trigger | without | difference | rate ratio |
+|---|---|---|---|---|
+| \`issue()\` | ${b_iss_on} µs | ${b_iss_off} µs | ${b_iss_diff} µs | ${b_iss_ratio}x |
+| one-row \`INSERT INTO session_events\` | ${b_ins_on} µs | ${b_ins_off} µs | ${b_ins_diff} µs | ${b_ins_ratio}x |
 
 A poll, \`events_since(cursor, 1000)\`, walking the $nevents events the last run left from the
 start, in one backend: $poll_ms ms a call (1000 documents).
