@@ -23,9 +23,11 @@ SELECT coalesce(max(id), 0) AS base FROM sessmgr.session_events \gset
 
 -- a document with placeholders for what changes from run to run
 CREATE FUNCTION pg_temp.stable(d jsonb) RETURNS jsonb LANGUAGE sql AS $$
-    SELECT CASE WHEN d #> '{sessmgr,session,id}' IS NULL THEN x
-                ELSE jsonb_set(x, '{sessmgr,session,id}', '"(uuid)"') END
-      FROM jsonb_set(jsonb_set(d, '{@timestamp}', '"(time)"'), '{event,sequence}', '"(id)"') AS x
+    SELECT CASE WHEN y #> '{sessmgr,details,session_created_at}' IS NULL THEN y
+                ELSE jsonb_set(y, '{sessmgr,details,session_created_at}', '"(time)"') END
+      FROM (SELECT CASE WHEN d #> '{sessmgr,session,id}' IS NULL THEN x
+                        ELSE jsonb_set(x, '{sessmgr,session,id}', '"(uuid)"') END AS y
+              FROM jsonb_set(jsonb_set(d, '{@timestamp}', '"(time)"'), '{event,sequence}', '"(id)"') AS x) s
 $$;
 
 ------------------------------------------------------------------------------
