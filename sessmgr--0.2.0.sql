@@ -2403,7 +2403,9 @@ $$;
  * that has written anything began (an event is stamped with the time it is
  * written, so none of that day can commit later), and drop the roll-ups
  * older than events_before.  Returns whether it rolled up a day; cleanup
- * calls it until it does not, a day per transaction (src/cleanup.c).
+ * calls it until it does not, a day per transaction (src/cleanup.c).  Two
+ * cleanup runs at once: the second finds the first's advisory lock and
+ * rolls up nothing.
  */
 CREATE FUNCTION sessmgr.analytics_roll_up(events_before timestamptz) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
@@ -2419,6 +2421,11 @@ BEGIN
     IF events_before IS NULL THEN
         RAISE EXCEPTION 'events_before must not be null'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- one roll-up at a time, and never a wait: a run that finds another at
+    -- work leaves the days to it
+    IF NOT pg_try_advisory_xact_lock('sessmgr.analytics_days'::regclass::oid::bigint) THEN
+        RETURN false;
     END IF;
     SELECT max(d.day) + 1 INTO rollup_day FROM sessmgr.analytics_days d;
     IF rollup_day IS NULL THEN
