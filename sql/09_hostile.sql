@@ -122,7 +122,7 @@ SELECT 'up' AS server;
 -- Every function as a role with USAGE but no EXECUTE: permission denied
 ------------------------------------------------------------------------------
 CREATE ROLE sessmgr_regress_hostile;
-GRANT USAGE ON SCHEMA sessmgr, sessmgr_api, hostile TO sessmgr_regress_hostile;
+GRANT USAGE ON SCHEMA sessmgr, sessmgr_api, sessmgr_admin_api, hostile TO sessmgr_regress_hostile;
 GRANT SELECT ON functions TO sessmgr_regress_hostile;
 SET ROLE sessmgr_regress_hostile;
 SELECT fn, sqlstate_of(call_with(fn, 0, NULL)) AS without_grant
@@ -362,6 +362,33 @@ SELECT sqlstate_of($$SELECT sessmgr_api.revoke_session(NULL)$$) AS null_id,
 COMMIT;
 SELECT 'up' AS server;
 
+-- the administrators' endpoints read the administrator from request.jwt.claims:
+-- junk there is an error of the request; a sub of any JSON type is text,
+-- cut to 256 bytes; nothing of it becomes an identity
+BEGIN;
+SET LOCAL request.jwt.claims = 'not json';
+SELECT sqlstate_of($$SELECT sessmgr_admin_api.revoke_user_sessions('hostile-admin', 'x')$$) AS junk_claims;
+SET LOCAL request.jwt.claims = '{"sub": {"nested": [1, 2]}}';
+SELECT sessmgr_admin_api.revoke_user_sessions('hostile-admin', 'x') AS object_sub;
+SELECT sessmgr.current_user_id() IS NULL AS no_identity;
+COMMIT;
+BEGIN;
+SELECT set_config('request.jwt.claims', json_build_object('sub', repeat('a', 10 * 1024 * 1024))::text, true) IS NOT NULL AS huge_sub_set;
+CREATE TABLE admin_s AS SELECT session_id FROM sessmgr.issue('hostile-admin');
+SELECT sessmgr_admin_api.revoke_session(session_id, 'huge sub') AS huge_sub FROM admin_s;
+COMMIT;
+SELECT octet_length(actor_user_id) AS huge_sub_cut_to FROM sessmgr.session_events
+ WHERE session_id = (SELECT session_id FROM admin_s) AND event = 'revoke';
+-- another user's data never shows: a search or an export for one user id
+-- holds nothing of the others, whatever the id looks like
+SELECT count(*) AS other_users_rows
+  FROM strings, LATERAL jsonb_array_elements(sessmgr.search_sessions(user_id => strings.v, state => 'all') -> 'sessions') x
+ WHERE x ->> 'user_id' <> strings.v;
+SELECT bool_and(sessmgr.export_user(strings.v) ->> 'user_id' = strings.v
+                AND NOT sessmgr.export_user(strings.v)::text LIKE '%hostile-admin%') AS exports_only_theirs
+  FROM strings;
+SELECT 'up' AS server;
+
 ------------------------------------------------------------------------------
 -- Out-of-range settings: refused by their checks, the old value stays.
 -- (PostgreSQL itself rounds 1.5 for an integer and matches enum values in any
@@ -503,5 +530,5 @@ SELECT c.relname
 
 RESET search_path;
 DROP SCHEMA hostile CASCADE;
-REVOKE USAGE ON SCHEMA sessmgr, sessmgr_api FROM sessmgr_regress_hostile;
+REVOKE USAGE ON SCHEMA sessmgr, sessmgr_api, sessmgr_admin_api FROM sessmgr_regress_hostile;
 DROP ROLE sessmgr_regress_hostile;
