@@ -1635,13 +1635,10 @@ CREATE TABLE sessmgr.login_attempts (
     event_at        timestamptz,            -- the last login_failed event of the key
     event_failures  integer     NOT NULL DEFAULT 0,    -- failures that event reported
     unreported      integer     NOT NULL DEFAULT 0,    -- failures since that event
-    CONSTRAINT login_attempts_pkey PRIMARY KEY (user_id, network),
-    CONSTRAINT login_attempts_key_check
-        CHECK (user_id OPERATOR(pg_catalog.<>) ''
-               OR pg_catalog.masklen(network) OPERATOR(pg_catalog.>) 0),
-    CONSTRAINT login_attempts_lock_check
-        CHECK (locked_at IS NULL OR pg_catalog.masklen(network) OPERATOR(pg_catalog.=) 0),
-    CONSTRAINT login_attempts_failures_check CHECK (failures OPERATOR(pg_catalog.>) 0)
+    CONSTRAINT login_attempts_pkey PRIMARY KEY (user_id, network)
+    -- no CHECK constraints: every failure would parse and evaluate them (only
+    -- src/throttle.c writes the table; ('', 0.0.0.0/0) is never a key, and
+    -- only an account's key is ever locked)
 ) WITH (fillfactor = 80);   -- room for HOT updates of a key under attack
 
 COMMENT ON TABLE sessmgr.login_attempts IS

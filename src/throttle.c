@@ -82,6 +82,9 @@
 /* at most one login_failed event per account and network this often */
 #define THROTTLE_EVENT_INTERVAL_SECS	60
 
+/* delays double this many times at most (2^40 ms is 35 years) */
+#define THROTTLE_DELAY_STEPS		41
+
 /* how often a failure is tried again after a serialization failure */
 #define THROTTLE_MAX_TRIES			1000
 
@@ -210,11 +213,27 @@ delay_usecs(int failures, int free)
 
 	if (failures <= free || sessmgr_login_first_delay == 0)
 		return 0;
-	doublings = Min(failures - free - 1, 40);
+	doublings = Min(failures - free - 1, THROTTLE_DELAY_STEPS - 1);
 	delay = (int64) sessmgr_login_first_delay * 1000;
 	while (doublings-- > 0 && delay < (int64) sessmgr_login_max_delay * 1000)
 		delay *= 2;
 	return Min(delay, (int64) sessmgr_login_max_delay * 1000);
+}
+
+/*
+ * The delays after the 1st, 2nd, ... THROTTLE_DELAY_STEPS-th failure beyond
+ * a key's free ones, as an interval[] for the failure's statement (the last
+ * holds for every later one): a subscript there instead of arithmetic.
+ */
+static ArrayType *
+delay_steps(void)
+{
+	Datum		steps[THROTTLE_DELAY_STEPS];
+
+	for (int i = 0; i < THROTTLE_DELAY_STEPS; i++)
+		steps[i] = IntervalPGetDatum(interval_usecs(delay_usecs(i + 1, 0)));
+	return construct_array(steps, THROTTLE_DELAY_STEPS, INTERVALOID, sizeof(Interval),
+						   false, TYPALIGN_DOUBLE);
 }
 
 /* A failure reason: a short, non-empty word or phrase. */
@@ -581,8 +600,8 @@ sessmgr_login_delay(PG_FUNCTION_ARGS)
  * row as it would be inserted; o is the existing one.  $3 is 0.0.0.0/0 (the
  * account key), $4 the failure's time, $5 the window's start, $6 the time
  * before which the key's last event is over a minute old, $7..$9 the free
- * failures of the pair, account and address keys, $10 and $11 the first
- * and maximum delays, $12 the lockout.  EXCLUDED.event_at is set only on
+ * failures of the pair, account and address keys, $10 the delays after the
+ * 1st, 2nd, ... failure beyond them (delay_steps), $12 the lockout.  EXCLUDED.event_at is set only on
  * the key whose row reports the failures (the pair, or the account without
  * an address).
  */
@@ -603,9 +622,8 @@ sessmgr_login_delay(PG_FUNCTION_ARGS)
 	"  first_failed_at = CASE WHEN " FAILURE_FRESH " THEN o.first_failed_at ELSE $4 END," \
 	"  last_failed_at = $4," \
 	"  delayed_until = CASE WHEN " FAILURE_COUNT " OPERATOR(pg_catalog.>) " FAILURE_FREE \
-	"    THEN $4 OPERATOR(pg_catalog.+) LEAST($11, $10 OPERATOR(pg_catalog.*) pg_catalog.power(" \
-	"      2::pg_catalog.float8, LEAST(" FAILURE_COUNT " OPERATOR(pg_catalog.-) " FAILURE_FREE \
-	"      OPERATOR(pg_catalog.-) 1, 40)::pg_catalog.float8)) END," \
+	"    THEN $4 OPERATOR(pg_catalog.+) $10[LEAST(" FAILURE_COUNT " OPERATOR(pg_catalog.-) " \
+	FAILURE_FREE ", " CppAsString2(THROTTLE_DELAY_STEPS) ")] END," \
 	"  locked_at = CASE WHEN o.locked_at IS NOT NULL THEN o.locked_at" \
 	"    WHEN o.network OPERATOR(pg_catalog.=) $3" \
 	"     AND " FAILURE_COUNT " OPERATOR(pg_catalog.>=) $12 THEN $4 END," \
@@ -642,7 +660,7 @@ sessmgr_login_failed(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan_no_ip = NULL;
 	Oid			types[FAILURE_NARGS] = {
 		TEXTOID, CIDROID, CIDROID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		INT4OID, INT4OID, INT4OID, INTERVALOID, INTERVALOID, INT4OID,
+		INT4OID, INT4OID, INT4OID, INTERVALARRAYOID, INTERVALOID, INT4OID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID
 	};
 	Datum		values[FAILURE_NARGS];
@@ -686,8 +704,8 @@ sessmgr_login_failed(PG_FUNCTION_ARGS)
 	values[6] = Int32GetDatum(sessmgr_login_pair_free_failures);
 	values[7] = Int32GetDatum(sessmgr_login_account_free_failures);
 	values[8] = Int32GetDatum(sessmgr_login_address_free_failures);
-	values[9] = IntervalPGetDatum(interval_usecs((int64) sessmgr_login_first_delay * 1000));
-	values[10] = IntervalPGetDatum(interval_usecs((int64) sessmgr_login_max_delay * 1000));
+	values[9] = PointerGetDatum(delay_steps());
+	nulls[10] = 'n';			/* unused */
 	values[11] = Int32GetDatum(sessmgr_login_lockout_failures);
 	/* a first failure: its delay (a key with no free failures) and lock */
 	for (int k = 0; k < NUM_KEYS; k++)
