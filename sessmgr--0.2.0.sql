@@ -236,12 +236,13 @@ CREATE FUNCTION sessmgr.issue(
     location     text    DEFAULT NULL,
     remember     boolean DEFAULT false,
     metadata     jsonb   DEFAULT '{}',
-    client_hints jsonb   DEFAULT NULL)
+    client_hints jsonb   DEFAULT NULL,
+    device_cookie text   DEFAULT NULL)
 RETURNS TABLE (session_id uuid, token text, expires_at timestamptz, access_token text)
     AS 'MODULE_PATHNAME', 'sessmgr_issue'
     LANGUAGE C VOLATILE ROWS 1;
 
-COMMENT ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb) IS
+COMMENT ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb, text) IS
     'Issue a session for an authenticated user, with its device and place; returns its token (once) and an access token.';
 
 CREATE FUNCTION sessmgr.validate(token text)
@@ -345,7 +346,8 @@ SELECT s.id,
        s.os,
        s.device_type,
        s.country_code,
-       s.city
+       s.city,
+       s.risk
   FROM sessmgr.sessions s
  WHERE sessmgr.session_is_live(s.revoked_at, s.expires_at, s.last_active_at,
                                s.idle_timeout, pg_catalog.now());
@@ -358,7 +360,7 @@ RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location tex
                created_at timestamptz, last_active_at timestamptz,
                expires_at timestamptz, is_current boolean, is_remembered boolean,
                device text, browser text, os text, device_type text,
-               country_code text, city text)
+               country_code text, city text, risk text[])
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -366,7 +368,7 @@ AS $$
            a.created_at, a.last_active_at, a.expires_at,
            coalesce(a.id OPERATOR(pg_catalog.=) $2, false),
            a.is_remembered,
-           a.device, a.browser, a.os, a.device_type, a.country_code, a.city
+           a.device, a.browser, a.os, a.device_type, a.country_code, a.city, a.risk
       FROM sessmgr.active_sessions a
      WHERE a.user_id OPERATOR(pg_catalog.=) $1
      ORDER BY a.last_active_at DESC, a.created_at DESC, a.id
@@ -807,6 +809,10 @@ DECLARE
         'sec-ch-ua-mobile', headers -> 'sec-ch-ua-mobile',
         'sec-ch-ua-platform', headers -> 'sec-ch-ua-platform',
         'sec-ch-ua-platform-version', headers -> 'sec-ch-ua-platform-version')), '{}');
+    -- the browser's device cookie (only its hash is stored: src/risk.c)
+    device_cookie text := nullif(current_setting('request.cookies', true), '')::json
+                          ->> '__Host-sessmgr_device';
+    response json;
 BEGIN
     -- a user agent over the column's 2048 bytes is cut, on a character boundary
     ua := left(ua, 2048);
@@ -814,12 +820,26 @@ BEGIN
         ua := left(ua, -greatest(1, (octet_length(ua) OPERATOR(pg_catalog.-) 2048)
                                     OPERATOR(pg_catalog./) 4));
     END LOOP;
+    -- a returning browser's device cookie, else a new random one (244 bits)
+    IF device_cookie IS NULL OR device_cookie OPERATOR(pg_catalog.!~) '^[0-9a-f]{64}$' THEN
+        device_cookie := replace(gen_random_uuid()::text OPERATOR(pg_catalog.||)
+                                 gen_random_uuid()::text, '-', '');
+    END IF;
     SELECT * INTO s
       FROM sessmgr.issue(issue_from_request.user_id, issue_from_request.device_name, ua,
                          sessmgr.request_ip(), issue_from_request.location,
-                         issue_from_request.remember, issue_from_request.metadata, hints);
-    RETURN sessmgr.session_response(s.session_id, s.token, s.access_token, s.expires_at,
-                                    issue_from_request.cookie);
+                         issue_from_request.remember, issue_from_request.metadata, hints,
+                         device_cookie);
+    response := sessmgr.session_response(s.session_id, s.token, s.access_token, s.expires_at,
+                                         issue_from_request.cookie);
+    -- long-lived (400 days, browsers' limit), renewed at every login
+    PERFORM set_config('response.headers',
+        (coalesce(nullif(current_setting('response.headers', true), '')::jsonb, '[]'::jsonb)
+         OPERATOR(pg_catalog.||) jsonb_build_array(jsonb_build_object('Set-Cookie',
+             '__Host-sessmgr_device=' OPERATOR(pg_catalog.||) device_cookie
+             OPERATOR(pg_catalog.||) '; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000')))::text,
+        true);
+    RETURN response;
 END
 $$;
 
@@ -938,7 +958,7 @@ RETURNS TABLE (id uuid, device_name text, user_agent text, ip inet, location tex
                created_at timestamptz, last_active_at timestamptz,
                expires_at timestamptz, is_current boolean, is_remembered boolean,
                device text, browser text, os text, device_type text,
-               country_code text, city text)
+               country_code text, city text, risk text[])
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2904,3 +2924,182 @@ REVOKE ALL ON FUNCTION sessmgr.login_activity(timestamptz, interval) FROM PUBLIC
 REVOKE ALL ON FUNCTION sessmgr.session_durations(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION sessmgr.login_geography(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION sessmgr.device_usage(timestamptz) FROM PUBLIC;
+
+/* ---- account protection: suspicious logins ---- */
+
+/*
+ * What issue() compares a new login with (src/risk.c,
+ * docs/protecting-accounts.md): one row per user, read and written by key,
+ * so that the checks never scan a user's events.  Rows of users who have
+ * not logged in for sessmgr.event_retention are removed by cleanup.
+ */
+CREATE TABLE sessmgr.login_profiles (
+    user_id                 text        NOT NULL,
+    logins                  bigint      NOT NULL DEFAULT 0,
+    first_login_at          timestamptz NOT NULL,
+    last_login_at           timestamptz NOT NULL,
+    -- the last login's place (NULLs: unknown), for impossible_travel
+    last_country_code       text,
+    last_city               text,
+    last_latitude           double precision,
+    last_longitude          double precision,
+    last_accuracy_radius_km integer,
+    -- country codes and AS numbers of the user's logins, newest last (at most 32)
+    countries               text[]      NOT NULL DEFAULT '{}',
+    networks                bigint[]    NOT NULL DEFAULT '{}',
+    -- the local minute of the day of the last 30 logins, for unusual_time
+    login_minutes           smallint[]  NOT NULL DEFAULT '{}',
+    CONSTRAINT login_profiles_pkey PRIMARY KEY (user_id)
+);
+
+COMMENT ON TABLE sessmgr.login_profiles IS
+    'Per user: what the suspicious-login checks of issue() compare a new login with (logins, last place, countries, networks, login times).';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.login_profiles', '');
+
+/*
+ * The devices a user logged in from: the SHA-256 of the device cookie
+ * issue_from_request keeps (kind 'cookie'), or of the browser, OS and device
+ * type for clients without one (kind 'agent').  A device first seen in a
+ * suspicious login is not trusted (still "new") until the user confirms the
+ * session or an ordinary login comes from it.
+ */
+CREATE TABLE sessmgr.known_devices (
+    user_id         text        NOT NULL,
+    device_key      bytea       NOT NULL,
+    kind            text        NOT NULL,
+    label           text,
+    browser         text,
+    os              text,
+    device_type     text,
+    first_seen_at   timestamptz NOT NULL,
+    last_seen_at    timestamptz NOT NULL,
+    last_session_id uuid,
+    confirmed_at    timestamptz,
+    trusted         boolean     NOT NULL DEFAULT true,
+    CONSTRAINT known_devices_pkey PRIMARY KEY (user_id, device_key),
+    CONSTRAINT known_devices_device_key_check
+        CHECK (pg_catalog.octet_length(device_key) OPERATOR(pg_catalog.=) 32),
+    CONSTRAINT known_devices_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['cookie', 'agent']::text[]))
+);
+
+COMMENT ON TABLE sessmgr.known_devices IS
+    'Per user and device: the devices a user logged in from (SHA-256 of the device cookie, or of browser/OS/device type), for new_device.';
+
+SELECT pg_catalog.pg_extension_config_dump('sessmgr.known_devices', '');
+
+/*
+ * A user's recent security events: sign-ins with device, place and risk,
+ * suspicious logins, confirmations, failed attempts (with where they came
+ * from), locks and unlocks; newest first, at most 1000.
+ */
+CREATE FUNCTION sessmgr.security_events(user_id text,
+                                        since timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) '30 days'::interval)
+RETURNS TABLE (occurred_at timestamptz, event text, session_id uuid, device text, ip inet,
+               country_code text, country text, city text, risk text[], failures integer,
+               details jsonb)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.occurred_at, e.event, e.session_id,
+           coalesce(e.device, e.details OPERATOR(pg_catalog.->>) 'device'),
+           e.ip,
+           coalesce(e.country_code, g.country_code), coalesce(e.country, g.country),
+           coalesce(e.city, g.city),
+           CASE e.event
+                WHEN 'issue' THEN s.risk
+                WHEN 'suspicious_login' THEN
+                     ARRAY(SELECT jsonb_array_elements_text(e.details OPERATOR(pg_catalog.->) 'reasons'))
+           END,
+           CASE WHEN e.event OPERATOR(pg_catalog.=) 'login_failed' THEN
+                coalesce((e.details OPERATOR(pg_catalog.->>) 'failures')::integer, 1)
+           END,
+           e.details
+      FROM sessmgr.session_events e
+      LEFT JOIN sessmgr.sessions s
+             ON e.event OPERATOR(pg_catalog.=) 'issue'
+            AND s.id OPERATOR(pg_catalog.=) e.session_id
+      LEFT JOIN LATERAL sessmgr.geolocate(
+                CASE WHEN e.event OPERATOR(pg_catalog.=) 'login_failed' AND e.country_code IS NULL
+                     THEN e.ip END) g ON true
+     WHERE e.user_id OPERATOR(pg_catalog.=) $1
+       AND e.occurred_at OPERATOR(pg_catalog.>=) $2
+       AND e.event OPERATOR(pg_catalog.=) ANY (ARRAY['issue', 'suspicious_login',
+               'session_confirmed', 'login_failed', 'account_locked',
+               'account_unlocked']::text[])
+     ORDER BY e.occurred_at DESC, e.id DESC
+     LIMIT 1000
+$$;
+
+COMMENT ON FUNCTION sessmgr.security_events(text, timestamptz) IS
+    'A user''s sign-ins (device, place, risk), suspicious logins, confirmations and failed attempts since a time, newest first.';
+
+REVOKE ALL ON FUNCTION sessmgr.security_events(text, timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr.confirm_session(session_id uuid, user_id text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sessmgr_confirm_session'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sessmgr.confirm_session(uuid, text) IS
+    '"This was me": clear the risk of one of user_id''s sessions and remember its device, country and network; true if it had any risk.';
+
+REVOKE ALL ON FUNCTION sessmgr.confirm_session(uuid, text) FROM PUBLIC;
+
+CREATE FUNCTION sessmgr_api.my_security_events()
+RETURNS TABLE (occurred_at timestamptz, event text, session_id uuid, device text, ip inet,
+               country_code text, country text, city text, risk text[], failures integer,
+               details jsonb)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM sessmgr.require_session();
+    RETURN QUERY SELECT * FROM sessmgr.security_events(sessmgr.current_user_id());
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.my_security_events() IS
+    'GET /rpc/my_security_events: the caller''s recent sign-ins, suspicious logins and failed attempts.';
+
+REVOKE ALL ON FUNCTION sessmgr_api.my_security_events() FROM PUBLIC;
+
+/*
+ * "This was me" from the application.  The caller's session must itself be
+ * confirmed (aal >= 1; 401 with the step-up challenge otherwise), and a
+ * session flagged as suspicious cannot clear its own flag (403): only
+ * another of the user's sessions can vouch for it.
+ */
+CREATE FUNCTION sessmgr_api.confirm_session(session_id uuid) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid := sessmgr.require_session();
+BEGIN
+    IF coalesce(sessmgr.current_aal(), 0) OPERATOR(pg_catalog.<) 1 THEN
+        PERFORM sessmgr.require_fresh('1 day'::interval, 1);
+    END IF;
+    IF confirm_session.session_id OPERATOR(pg_catalog.=) sid
+       AND EXISTS (SELECT FROM sessmgr.sessions s
+                    WHERE s.id OPERATOR(pg_catalog.=) sid
+                      AND pg_catalog.cardinality(s.risk) OPERATOR(pg_catalog.>) 0)
+       AND EXISTS (SELECT FROM sessmgr.session_events e
+                    WHERE e.session_id OPERATOR(pg_catalog.=) sid
+                      AND e.event OPERATOR(pg_catalog.=) 'suspicious_login') THEN
+        RAISE SQLSTATE 'PGRST'
+            USING MESSAGE = '{"code":"SM403","message":"a suspicious sign-in cannot confirm itself","details":null,"hint":"Confirm it from another signed-in device."}',
+                  DETAIL = '{"status":403,"headers":{}}';
+    END IF;
+    PERFORM sessmgr.confirm_session(confirm_session.session_id, sessmgr.current_user_id());
+EXCEPTION WHEN invalid_parameter_value THEN
+    RAISE SQLSTATE 'PGRST'
+        USING MESSAGE = '{"code":"22023","message":"invalid session id","details":null,"hint":null}',
+              DETAIL = '{"status":404,"headers":{}}';
+END
+$$;
+
+COMMENT ON FUNCTION sessmgr_api.confirm_session(uuid) IS
+    'POST /rpc/confirm_session: "this was me" for one of the caller''s sessions (404 for any other id).';
+
+REVOKE ALL ON FUNCTION sessmgr_api.confirm_session(uuid) FROM PUBLIC;

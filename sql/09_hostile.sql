@@ -435,7 +435,7 @@ SET sessmgr.max_sessions = 2;
 SET sessmgr.cap_policy = 'reject';
 CREATE ROLE sessmgr_regress_copier;
 GRANT USAGE ON SCHEMA sessmgr TO sessmgr_regress_copier;
-GRANT EXECUTE ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb),
+GRANT EXECUTE ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb, text),
                           sessmgr.revoke_all(text, uuid, text) TO sessmgr_regress_copier;
 GRANT USAGE, CREATE ON SCHEMA hostile TO sessmgr_regress_copier;
 SET ROLE sessmgr_regress_copier;
@@ -477,7 +477,7 @@ DROP FUNCTION hostile.issue_one();
 DROP TABLE hostile.logins;
 DROP FUNCTION hostile.logins_issue();
 REVOKE ALL ON SCHEMA sessmgr, hostile FROM sessmgr_regress_copier;
-REVOKE ALL ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb),
+REVOKE ALL ON FUNCTION sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb, text),
                        sessmgr.revoke_all(text, uuid, text) FROM sessmgr_regress_copier;
 DROP ROLE sessmgr_regress_copier;
 
@@ -512,6 +512,18 @@ SELECT sqlstate_of($$SELECT * FROM sessmgr.login_activity('infinity')$$) AS futu
        sqlstate_of($$SELECT * FROM sessmgr.session_durations('-infinity')$$) AS durations_all,
        sqlstate_of($$SELECT * FROM sessmgr.login_geography('-infinity')$$) AS geography_all,
        sqlstate_of($$SELECT * FROM sessmgr.device_usage('infinity')$$) AS devices_future;
+
+-- suspicious logins: a huge device cookie is refused without being read;
+-- confirm_session answers another user's session id like an unknown one;
+-- security_events of a huge or hostile user id is just empty
+SELECT sqlstate_of($$SELECT sessmgr.issue('hostile', device_cookie => repeat('x', 10000000))$$) AS huge_cookie,
+       sqlstate_of($$SELECT sessmgr.issue('hostile', device_cookie => E'\x01\n\x7f')$$) AS control_cookie;
+SELECT sqlstate_of(format($$SELECT sessmgr.confirm_session(%L, 'hostile-not-the-owner')$$,
+                          (SELECT id FROM sessmgr.sessions ORDER BY created_at LIMIT 1))) AS other_users_session,
+       sqlstate_of($$SELECT sessmgr.confirm_session(NULL, NULL)$$) AS all_null;
+SELECT count(*) AS huge_user_events FROM sessmgr.security_events(repeat('x', 10000000));
+-- (the corpus above issued sessions for this user id)
+SELECT count(*) AS injection_user_events FROM sessmgr.security_events($$'; DROP TABLE sessmgr.sessions; --$$, '-infinity');
 
 -- a column renamed (or dropped) by hand: the triggers refuse to read it by a
 -- bad column number

@@ -705,6 +705,14 @@ sessmgr_cleanup(PG_FUNCTION_ARGS)
 	cleanup_owners(&run);
 	cleanup_login_attempts(&run);
 	{
+		/* suspicious logins' profiles and devices (risk.c) */
+		text	   *cursor = NULL;
+
+		start_pass(&run, "login_profiles, known_devices");
+		while (SessmgrRiskCleanup(run.events_before, run.batch_rows, &cursor))
+			next_batch(&run);
+	}
+	{
 		/* what is kept, minimised after sessmgr.pii_retention (privacy.c) */
 		SessmgrBatching batching = {cleanup_next_batch, &run, &run.batch_rows};
 

@@ -21,12 +21,15 @@
 
 #include "sessmgr.h"
 
-#define ISSUE_NARGS 26
+#define ISSUE_NARGS 28
+
+/* issue_from_request's device cookies are 64 hex digits */
+#define ISSUE_MAX_DEVICE_COOKIE_BYTES 128
 
 /*
  * sessmgr.issue(user_id text, device_name text, user_agent text, ip inet,
  *				 location text, remember boolean, metadata jsonb,
- *				 client_hints jsonb)
+ *				 client_hints jsonb, device_cookie text)
  *	 RETURNS TABLE (session_id uuid, token text, expires_at timestamptz,
  *					access_token text)
  */
@@ -43,7 +46,9 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 		BOOLOID, TEXTOID, TEXTOID, TEXTOID, INETOID, TEXTOID, JSONBOID, INT8OID,
 		/* the device and the place */
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		FLOAT8OID, FLOAT8OID, INT4OID, INT8OID, JSONBOID
+		FLOAT8OID, FLOAT8OID, INT4OID, INT8OID, JSONBOID,
+		/* suspicious logins (risk.c): the reasons, the assurance level */
+		TEXTARRAYOID, INT2OID
 	};
 	Datum		values[ISSUE_NARGS];
 	char		nulls[ISSUE_NARGS];
@@ -67,6 +72,8 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	SessmgrDevice device;
 	SessmgrPlace place;
 	int			login_failures;	/* the account's recent failed logins */
+	text	   *device_cookie = NULL;
+	SessmgrRisk *risk;
 
 	SessmgrBeginResult(fcinfo);
 
@@ -101,6 +108,11 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("client hints must be a JSON object")));
+	}
+	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+	{
+		SessmgrCheckText(PG_GETARG_DATUM(8), "device cookie", ISSUE_MAX_DEVICE_COOKIE_BYTES);
+		device_cookie = PG_GETARG_TEXT_PP(8);
 	}
 	SessmgrCheckSettings(remember);
 
@@ -172,17 +184,30 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	values[25] = client_hints != NULL ? JsonbPGetDatum(client_hints) : (Datum) 0;
 	nulls[25] = client_hints != NULL ? ' ' : 'n';
 
+	/*
+	 * Suspicious logins: compare this login with the user's history (risk.c;
+	 * locks the user's profile row, before the cap trigger's owner row).
+	 */
+	risk = SessmgrRiskAssess(PG_GETARG_DATUM(0), &device, &place, device_cookie,
+							 login_failures, now);
+	values[26] = SessmgrRiskReasons(risk);
+	values[27] = Int16GetDatum((int16) SessmgrRiskAal(risk));
+
 	SessmgrRunAsOwner(&plan,
 					  "INSERT INTO sessmgr.sessions"
 					  " (id, token_hash, created_at, last_active_at, idle_timeout,"
 					  "  expires_at, remember, user_id, device_name, user_agent, ip,"
 					  "  location, metadata, token_gen, device, browser, os, device_type,"
 					  "  country_code, country, region, city, latitude, longitude,"
-					  "  accuracy_radius_km, asn, client_hints, authenticated_at)"
+					  "  accuracy_radius_km, asn, client_hints, authenticated_at, risk, aal)"
 					  " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
 					  "         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,"
-					  "         $3)",
+					  "         $3, $27, $28)",
 					  ISSUE_NARGS, argtypes, values, nulls, SPI_OK_INSERT);
+
+	/* remember this login; announce it if it was suspicious */
+	SessmgrRiskRecord(risk, PG_GETARG_DATUM(0), &token.id,
+					  PG_ARGISNULL(3) ? NULL : PG_GETARG_INET_PP(3), &device, &place);
 
 	/* a successful login resets the account's and the pair's failures */
 	SessmgrThrottleAfterIssue(PG_GETARG_DATUM(0), PG_ARGISNULL(3) ? NULL : PG_GETARG_INET_PP(3),
@@ -195,7 +220,7 @@ sessmgr_issue(PG_FUNCTION_ARGS)
 	result[1] = CStringGetTextDatum(token_text);
 	result[2] = TimestampTzGetDatum(expires_at);
 	stepup.auth_time = DatumGetTimestampTz(values[2]);	/* authenticated_at */
-	stepup.aal = 1;
+	stepup.aal = SessmgrRiskAal(risk);
 	stepup.amr_json = "[]";
 	result[3] = CStringGetTextDatum(SessmgrJwtSign(user_id, &token.id, token_gen,
 												   expires_at, &stepup, &access_expires));

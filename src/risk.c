@@ -509,6 +509,12 @@ event_details(const SessmgrRisk *risk, const SessmgrDevice *device,
 			  "step_up" : "flag", &first);
 	json_text(&buf, "device", device->label, &first);
 	json_text(&buf, "device_kind", risk->device_kind, &first);
+	/* the device's key (a hash), which confirm_session trusts */
+	json_key(&buf, "device_key", &first);
+	appendStringInfoChar(&buf, '"');
+	for (int i = 0; i < SESSMGR_HASH_LEN; i++)
+		appendStringInfo(&buf, "%02x", risk->device_key[i]);
+	appendStringInfoChar(&buf, '"');
 	json_text(&buf, "country_code", place->country_code, &first);
 	json_text(&buf, "city", place->city, &first);
 	json_key(&buf, "asn", &first);
@@ -809,12 +815,20 @@ sessmgr_confirm_session(PG_FUNCTION_ARGS)
 		if (isnull)
 			pnulls[2] = 'n';
 
-		/* the device it was issued on, unless another session used it since */
+		/*
+		 * The device it was issued on: the one its suspicious_login event
+		 * names, or the one it was the last session of.
+		 */
 		SessmgrRun(&device_plan,
 				   "UPDATE sessmgr.known_devices"
 				   "   SET trusted = true, confirmed_at = $2"
 				   " WHERE user_id OPERATOR(pg_catalog.=) $3"
-				   "   AND last_session_id OPERATOR(pg_catalog.=) $1",
+				   "   AND (last_session_id OPERATOR(pg_catalog.=) $1"
+				   "        OR device_key OPERATOR(pg_catalog.=) ANY (ARRAY("
+				   "             SELECT pg_catalog.decode(e.details OPERATOR(pg_catalog.->>) 'device_key', 'hex')"
+				   "               FROM sessmgr.session_events e"
+				   "              WHERE e.session_id OPERATOR(pg_catalog.=) $1"
+				   "                AND e.event OPERATOR(pg_catalog.=) 'suspicious_login')))",
 				   3, types, values, NULL, SPI_OK_UPDATE);
 
 		/* its country and network (the newest RISK_MAX_KNOWN are kept) */

@@ -8,7 +8,7 @@ SELECT plan(35);
 CREATE ROLE sessmgr_tap_ev_app NOLOGIN;
 GRANT USAGE ON SCHEMA sessmgr TO sessmgr_tap_ev_app;
 GRANT EXECUTE ON FUNCTION
-    sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb),
+    sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb, text),
     sessmgr.validate(text),
     sessmgr.authenticate(text),
     sessmgr.revoke(uuid, text, text),

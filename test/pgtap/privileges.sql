@@ -19,7 +19,7 @@ CREATE ROLE sessmgr_tap_nobody NOLOGIN;	-- PUBLIC's rights only
 
 GRANT USAGE ON SCHEMA sessmgr TO sessmgr_tap_app;
 GRANT EXECUTE ON FUNCTION
-    sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb),
+    sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb, text),
     sessmgr.validate(text),
     sessmgr.authenticate(text),
     sessmgr.current_user_id(),

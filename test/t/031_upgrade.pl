@@ -588,7 +588,7 @@ my %renamed = map {
 	my ($from, $to) = @$_;
 	($from => $to, "acl of $from" => "acl of $to")
 } ([ 'function sessmgr.issue(text,text,text,inet,text,boolean,jsonb)',
-	 'function sessmgr.issue(text,text,text,inet,text,boolean,jsonb,jsonb)' ]);
+	 'function sessmgr.issue(text,text,text,inet,text,boolean,jsonb,jsonb,text)' ]);
 my (@lost, @changed);
 for my $obj (sort keys %$privileges_before)
 {
@@ -701,7 +701,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION sessmgr');
 # the same grants, on 0.2.0's signatures (issue gained client_hints)
 (my $fresh_grants = $dba_grants) =~
-  s/sessmgr\.issue\(text, text, text, inet, text, boolean, jsonb\)/sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb)/;
+  s/sessmgr\.issue\(text, text, text, inet, text, boolean, jsonb\)/sessmgr.issue(text, text, text, inet, text, boolean, jsonb, jsonb, text)/;
 $node->safe_psql('fresh', $fresh_grants);
 my $fresh = connect_db('fresh');
 
