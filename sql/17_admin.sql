@@ -211,19 +211,28 @@ UPDATE adm_tokens t SET token = r.token
   FROM sessmgr.refresh((SELECT token FROM adm_tokens WHERE k = 'alice-1')) r
  WHERE t.k = 'alice-1' AND r.status = 'ok';
 SELECT sessmgr.revoke(session_id, 'adm-alice') FROM adm_tokens WHERE k = 'alice-3';
+-- two failed logins: the account's counter, the account-and-network pair's, the network's
+SELECT sessmgr.login_failed('adm-alice', '198.18.7.77') > '0' AS delayed FROM generate_series(1, 2);
+-- the analytics' per-user rows, as a roll-up of earlier days would have left them
+INSERT INTO sessmgr.analytics_user_days VALUES ('adm-alice', '2026-01-02'), ('adm-bob', '2026-01-02');
+INSERT INTO sessmgr.analytics_user_places VALUES ('XU', 'adm-alice', '2026-01-02 10:00+00'), ('XU', 'adm-bob', '2026-01-02 10:00+00');
+INSERT INTO sessmgr.analytics_user_devices VALUES ('Chrome', 'Linux', 'desktop', 'adm-alice', '2026-01-02 10:00+00');
 
 SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(x) k) AS sections,
        x ->> 'user_id' AS user_id,
        jsonb_array_length(x -> 'sessions') AS sessions,
        jsonb_array_length(x -> 'events') AS events,
        x -> 'account' ->> 'sessions_issued' AS issued,
-       x::text LIKE '%token_hash%' OR x::text LIKE '%token_gen%' AS token_material,
+       x::text LIKE '%token_hash%' OR x::text LIKE '%token_gen%' OR x::text LIKE '%device_key%' AS token_material,
+       jsonb_array_length(x -> 'login_attempts') AS login_counters,
+       jsonb_array_length(x -> 'known_devices') AS known_devices,
        x::text LIKE '%adm-bob%' OR x::text LIKE '%198.51.100.9%' AS bobs_data,
        (SELECT array_agg(DISTINCT e ->> 'event' ORDER BY e ->> 'event') FROM jsonb_array_elements(x -> 'events') e) AS event_kinds,
        x #>> '{sessions,0,device_name}' AS device_name,
        x #>> '{sessions,0,ip}' AS ip,
        x #> '{sessions,0,metadata}' AS metadata
   FROM sessmgr.export_user('adm-alice') x;
+SELECT sessmgr.export_user('adm-alice') -> 'analytics' AS analytics;
 SELECT sessmgr.export_user('adm-nobody') - 'exported_at' AS nobody;
 SELECT sessmgr_admin_api.export_user('adm-alice') - 'exported_at' = sessmgr.export_user('adm-alice') - 'exported_at'
        AS api_same;
@@ -253,7 +262,15 @@ SELECT (SELECT count(*) FROM sessmgr.sessions WHERE user_id = 'adm-alice') AS se
            OR actor_user_id = 'adm-alice' OR details::text LIKE '%adm-alice%') AS events,
        (SELECT count(*) FROM sessmgr.session_owners WHERE user_id = 'adm-alice') AS owners,
        (SELECT count(*) FROM sessmgr.retired_tokens t
-         WHERE t.session_id IN (SELECT session_id FROM adm_tokens WHERE k LIKE 'alice-%')) AS retired_tokens;
+         WHERE t.session_id IN (SELECT session_id FROM adm_tokens WHERE k LIKE 'alice-%')) AS retired_tokens,
+       (SELECT count(*) FROM sessmgr.analytics_user_days WHERE user_id = 'adm-alice')
+       + (SELECT count(*) FROM sessmgr.analytics_user_places WHERE user_id = 'adm-alice')
+       + (SELECT count(*) FROM sessmgr.analytics_user_devices WHERE user_id = 'adm-alice') AS analytics_rows,
+       (SELECT count(*) FROM sessmgr.analytics_user_days WHERE user_id = 'adm-bob')
+       + (SELECT count(*) FROM sessmgr.analytics_user_places WHERE user_id = 'adm-bob') AS bobs_analytics_rows;
+-- the network's own counter (across accounts) is not about her and stays
+SELECT count(*) AS login_counters_left, min(failures) AS network_failures
+  FROM sessmgr.login_attempts WHERE network = '198.18.7.77/32' OR user_id = 'adm-alice';
 -- her tokens no longer work
 SELECT count(*) AS valid_tokens FROM adm_tokens t, LATERAL sessmgr.validate(t.token) v WHERE t.k LIKE 'alice-%';
 -- one erased event, naming nobody: the administrator, the reason, the counts
