@@ -78,7 +78,7 @@ sub doc_block
 	  or die "docs/$page has no \"## $heading\"";
 	my @blocks = $sub =~ /^```\Q$lang\E\n(.*?)^```$/msg;
 	my $code = $blocks[ ($n // 1) - 1 ]
-	  or die "docs/$page's \"## $heading\" has no ```$lang block number " . ($n // 1);
+	  or die "docs/${page}'s \"## $heading\" has no ```$lang block number " . ($n // 1);
 	return $code;
 }
 
