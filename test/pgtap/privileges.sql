@@ -11,7 +11,7 @@
 -- back, so the roles below disappear again (role names are cluster-wide, hence
 -- the sessmgr_tap_ prefix).
 BEGIN;
-SELECT plan(76);
+SELECT plan(82);
 
 CREATE ROLE sessmgr_tap_app NOLOGIN;
 CREATE ROLE sessmgr_tap_admin NOLOGIN;
@@ -378,6 +378,40 @@ SELECT is_empty(
        WHERE n.nspname = 'sessmgr' AND p.prosecdef
          AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
     'every SECURITY DEFINER function in sessmgr has search_path=pg_catalog, pg_temp');
+
+------------------------------------------------------------------------------
+-- The administrators' API (sessmgr_admin_api): nothing for PUBLIC, every
+-- wrapper SECURITY DEFINER with a pinned search_path; the application role
+-- gets nothing of it; the documented grant block is enough for the
+-- administrators' role.
+------------------------------------------------------------------------------
+SELECT is(
+    (SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'sessmgr_admin_api'
+        AND (has_function_privilege('public', p.oid, 'EXECUTE')
+             OR has_function_privilege('sessmgr_tap_nobody', p.oid, 'EXECUTE'))),
+    0, 'no function in schema sessmgr_admin_api is executable by PUBLIC');
+SELECT ok(NOT has_schema_privilege('public', 'sessmgr_admin_api', 'USAGE, CREATE'),
+    'PUBLIC has neither USAGE nor CREATE on schema sessmgr_admin_api');
+SELECT is_empty(
+    $$SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+       WHERE n.nspname = 'sessmgr_admin_api'
+         AND (NOT p.prosecdef
+              OR NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false))$$,
+    'every function in sessmgr_admin_api is SECURITY DEFINER with search_path=pg_catalog, pg_temp');
+CREATE ROLE sessmgr_tap_session_admin NOLOGIN;
+GRANT USAGE ON SCHEMA sessmgr_admin_api TO sessmgr_tap_session_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA sessmgr_admin_api TO sessmgr_tap_session_admin;
+SET LOCAL ROLE sessmgr_tap_app;
+SELECT throws_ok($$SELECT sessmgr_admin_api.sessions()$$, '42501', NULL,
+    'app cannot call the administrators'' API');
+RESET ROLE;
+SET LOCAL ROLE sessmgr_tap_session_admin;
+SELECT lives_ok($$SELECT sessmgr_admin_api.stats()$$,
+    'the administrators'' role calls the API with the documented grants only');
+SELECT throws_ok($$SELECT sessmgr.forget_user('sessmgr_tap_u1')$$, '42501', NULL,
+    'the administrators'' role cannot call sessmgr itself');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
