@@ -101,16 +101,48 @@ facts="$(sessmgr_psql -At -F ' ' -c "
 read -r n_sessions n_live n_users n_events n_tail refresh_ms sessions_size <<<"$facts"
 sessmgr_log "bench metrics: $n_sessions sessions ($n_live live, $n_users users, $sessions_size), $n_events events ($n_tail after the roll-up), $nq queries in the file; the refresh in cleanup took $refresh_ms ms"
 
-# the refresh again, 3 times, for its cost (cleanup runs it once per run)
-refresh_times="$(sessmgr_psql -At -c "
-	CREATE TEMP TABLE r (ms float8);
-	DO \$\$ DECLARE t0 timestamptz; BEGIN
-	  FOR i IN 1..3 LOOP t0 := clock_timestamp(); PERFORM sessmgr.refresh_metrics();
-	    INSERT INTO r VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000); END LOOP; END \$\$;
-	SELECT string_agg(round(ms::numeric, 1)::text, ' ' ORDER BY ms) FROM r")"
-refresh_ms="$(awk '{ print $2 }' <<<"$refresh_times")"
-sessmgr_log "bench metrics: refresh_metrics() x3: $refresh_times ms"
 sessions_pages="$(sessmgr_psql -At -c "SELECT pg_relation_size('sessmgr.sessions') / 8192")"
+
+# what one scrape and one stats() read, from the transaction's own table statistics:
+# sequential scans, and rows read (returned by sequential scans, fetched through the
+# table's indexes or by bitmap scans)
+reads="$(sessmgr_psql -At <<'SQL'
+BEGIN;
+CREATE TEMP TABLE seen (side text, relname text, seq bigint, rows bigint);
+CREATE FUNCTION pg_temp.note(side text) RETURNS void LANGUAGE sql AS $f$
+    INSERT INTO seen
+    SELECT side, c.relname, pg_stat_get_xact_numscans(c.oid),
+           pg_stat_get_xact_tuples_returned(c.oid) + pg_stat_get_xact_tuples_fetched(c.oid)
+           + coalesce((SELECT sum(pg_stat_get_xact_tuples_fetched(i.indexrelid))::bigint
+                         FROM pg_index i WHERE i.indrelid = c.oid), 0)
+      FROM pg_class c
+     WHERE c.relnamespace = 'sessmgr'::regnamespace AND c.relkind = 'r'
+$f$;
+SELECT pg_temp.note('before');
+DO $d$ DECLARE q record; n bigint; BEGIN
+    FOR q IN SELECT * FROM bench_queries LOOP
+        EXECUTE 'SELECT count(*) FROM (' || q.q || ') x' INTO n;
+    END LOOP;
+END $d$;
+SELECT pg_temp.note('scrape');
+SELECT count(*) FROM sessmgr.stats();
+SELECT pg_temp.note('stats');
+SELECT a.relname, b.seq - a.seq, b.rows - a.rows, c.seq - b.seq, c.rows - b.rows
+  FROM seen a JOIN seen b USING (relname) JOIN seen c USING (relname)
+ WHERE a.side = 'before' AND b.side = 'scrape' AND c.side = 'stats'
+   AND (c.rows - a.rows > 0 OR c.seq - a.seq > 0)
+ ORDER BY a.relname;
+ROLLBACK;
+SQL
+)"
+reads_rows=""
+scrape_session_seq=""
+while IFS='|' read -r rel sseq srows tseq trows; do
+	[[ -n "$trows" ]] || continue
+	reads_rows+="| \`$rel\` | $sseq | $srows | $tseq | $trows |"$'\n'
+	[[ "$rel" == sessions ]] && scrape_session_seq="$sseq"
+	sessmgr_log "bench metrics: $rel: one scrape $sseq seq scans, $srows rows read; stats() $tseq seq scans, $trows rows read"
+done <<<"$(grep '|' <<<"$reads")"
 
 out="$(sessmgr_psql -At <<SQL
 CREATE TEMP TABLE times (round int, side text, secs float8);
@@ -149,6 +181,24 @@ SELECT t.round,
   FROM times t GROUP BY t.round ORDER BY t.round;
 SQL
 )"
+# every scrape above counted the same events since the roll-up itself
+n_tail_now="$(sessmgr_psql -At -c "SELECT count(*) FROM sessmgr.session_events
+	WHERE id > (SELECT through_event_id FROM sessmgr.metrics_snapshot)")"
+if [[ "$n_tail_now" != "$n_tail" ]]; then
+	sessmgr_err "the events after the roll-up changed during the measurement: $n_tail, now $n_tail_now"
+	exit 1
+fi
+
+# the refresh again, 3 times, for its cost (cleanup runs it once per run); last, since
+# it rolls up the events the scrapes above counted themselves
+refresh_times="$(sessmgr_psql -At -c "
+	CREATE TEMP TABLE r (ms float8);
+	DO \$\$ DECLARE t0 timestamptz; BEGIN
+	  FOR i IN 1..3 LOOP t0 := clock_timestamp(); PERFORM sessmgr.refresh_metrics();
+	    INSERT INTO r VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000); END LOOP; END \$\$;
+	SELECT string_agg(round(ms::numeric, 1)::text, ' ' ORDER BY ms) FROM r")"
+refresh_ms="$(awk '{ print $2 }' <<<"$refresh_times")"
+sessmgr_log "bench metrics: refresh_metrics() x3: $refresh_times ms"
 declare -a rs rb rst rr
 while IFS='|' read -r r s b st; do
 	[[ -n "$st" ]] || continue
@@ -190,6 +240,13 @@ table, a scrape none of them (it counts the $n_tail events written since the las
 A scrape every 15 s takes about $(awk -v m="$ms" 'BEGIN { printf "%.2f", m / 150 }')% of one core. The figures that need every session row are taken by
 \`sessmgr.refresh_metrics()\`, which cleanup runs once per run: $refresh_ms ms here (median of 3:
 $refresh_times ms).
+
+What one scrape and one \`stats()\` read, by table (the transaction's own statistics: sequential
+scans, and rows returned by them or fetched through the table's indexes):
+
+| table | scrape: seq scans | scrape: rows read | \`stats()\`: seq scans | \`stats()\`: rows read |
+|---|---|---|---|---|
+${reads_rows%$'\n'}
 <!-- /metrics -->
 EOF2
 )"
