@@ -11,7 +11,7 @@
 -- back, so the roles below disappear again (role names are cluster-wide, hence
 -- the sessmgr_tap_ prefix).
 BEGIN;
-SELECT plan(82);
+SELECT plan(89);
 
 CREATE ROLE sessmgr_tap_app NOLOGIN;
 CREATE ROLE sessmgr_tap_admin NOLOGIN;
@@ -317,6 +317,37 @@ SELECT lives_ok($$SELECT * FROM sessmgr.login_geography(now() - interval '1 day'
     'an administrator granted EXECUTE runs login_geography');
 SELECT lives_ok($$SELECT * FROM sessmgr.device_usage(now() - interval '1 day')$$,
     'an administrator granted EXECUTE runs device_usage');
+RESET ROLE;
+
+------------------------------------------------------------------------------
+-- Failed logins: the login function's role records and reads them with
+-- EXECUTE on login_failed and login_delay, never touches the table, and
+-- cannot unlock; an administrator granted EXECUTE can.
+------------------------------------------------------------------------------
+SET LOCAL ROLE sessmgr_tap_app;
+SELECT throws_ok($$SELECT sessmgr.login_failed('sessmgr_tap_u9', '192.0.2.9')$$, '42501', NULL,
+    'app cannot record a failed login without EXECUTE on login_failed');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION sessmgr.login_failed(text, inet, text, text),
+                          sessmgr.login_delay(text, inet)
+  TO sessmgr_tap_app;
+GRANT EXECUTE ON FUNCTION sessmgr.login_failures(text), sessmgr.unlock_account(text)
+  TO sessmgr_tap_admin;
+SET LOCAL ROLE sessmgr_tap_app;
+SELECT is(sessmgr.login_failed('sessmgr_tap_u9', '192.0.2.9'), '0'::interval,
+    'app with EXECUTE on login_failed records a failure (the table is the extension''s)');
+SELECT is(sessmgr.login_delay('sessmgr_tap_u9', '192.0.2.9'), '0'::interval,
+    'app with EXECUTE on login_delay reads the delay');
+SELECT throws_ok($$SELECT count(*) FROM sessmgr.login_attempts$$, '42501', NULL,
+    'app cannot read sessmgr.login_attempts');
+SELECT throws_ok($$SELECT sessmgr.unlock_account('sessmgr_tap_u9')$$, '42501', NULL,
+    'app cannot unlock an account');
+RESET ROLE;
+SET LOCAL ROLE sessmgr_tap_admin;
+SELECT is(sessmgr.login_failures('sessmgr_tap_u9'), 1,
+    'an administrator granted EXECUTE reads the account''s failures');
+SELECT ok(sessmgr.unlock_account('sessmgr_tap_u9'),
+    'an administrator granted EXECUTE unlocks the account');
 RESET ROLE;
 
 ------------------------------------------------------------------------------
