@@ -35,10 +35,15 @@
  *      after_id < id <= min(M, B - 1).
  * Why nothing below the horizon can commit later: take a row with id i <=
  * min(M, B - 1) of a transaction W that commits.  i <= M, so W got i before
- * step 1, hence W took its lock, with a bound b <= i, before step 1 too, and
- * holds it until after its commit is visible (locks are released after
- * ProcArrayEndTransaction, and after COMMIT PREPARED's).  Had W still held
- * it at step 2, B <= b <= i, contradicting i <= B - 1.  So W released it
+ * step 1; when it got i, W (or the subtransaction inserting, or one of its
+ * parents) already held a feed lock with a bound b <= i, taken by this
+ * statement's trigger or an earlier one (a lock whose subtransaction rolled
+ * back went with that subtransaction's rows, and the next statement took a
+ * new one).  Since row i commits, so does the holder, and W keeps the lock
+ * until after its commit is visible (locks are released after
+ * ProcArrayEndTransaction, and after COMMIT PREPARED's; PREPARE hands them
+ * to the prepared transaction).  Had W still held it at step 2, B <= b <= i,
+ * contradicting i <= B - 1.  So W released it
  * before step 2, its commit was visible before step 3, and i is in the
  * snapshot.  This needs: ids handed out in order (the sequence has CACHE 1,
  * the identity default, checked on every read; a larger cache lets each
