@@ -32,6 +32,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -253,6 +254,16 @@ minimise_events(SessmgrBatching *batching, TimestampTz cutoff)
 		Datum		values[4];
 		TimestampTz to_at;
 		int64		to_id;
+
+		/*
+		 * One run at a time minimises events: a second cleanup running at
+		 * the same time leaves them to the first rather than wait for its
+		 * progress row (the lock goes with each batch's transaction).
+		 */
+		if (!ConditionalLockRelationOid(get_relname_relid("privacy_progress",
+														  SessmgrGetCatalog()->namespace),
+										ShareRowExclusiveLock))
+			break;
 
 		SessmgrEnterOwnerMode(&octx);
 		values[0] = TimestampTzGetDatum(from_at);

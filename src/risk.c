@@ -35,9 +35,10 @@
  * and device become known only when the user confirms the session
  * (sessmgr.confirm_session) or a later ordinary login comes from them.
  *
- * Lock order: issue() locks the user's profile row first (FOR UPDATE, so
- * that two logins of one user judge in turn), then the cap trigger locks the
- * session_owners row, then the device row is upserted.  confirm_session
+ * Lock order: issue() locks the user's session_owners row first, like every
+ * writer of sessions (src/triggers.c), then the profile row (FOR UPDATE, so
+ * that two logins of one user judge in turn); the cap trigger then finds the
+ * session_owners row already held, and the device row is upserted last.  confirm_session
  * takes session_owners, the session, then the device and profile rows, like
  * every writer of sessions (src/triggers.c); nothing takes the profile row
  * while holding a device row, so there is no cycle.
@@ -293,11 +294,47 @@ array_remember(Datum array, Oid type, Datum value, bool present, int max)
 	return PointerGetDatum(construct_array(out, nout, type, typlen, typbyval, typalign));
 }
 
+/* SessmgrTryInSubtransaction's shape of SessmgrLockUserRow */
+static void
+lock_user_row(void *arg)
+{
+	SessmgrLockUserRow((Datum *) arg, USER_LOCK_EXCLUSIVE);
+}
+
+/*
+ * The user's session_owners row before the profile: the one lock order of
+ * every writer of sessions (src/triggers.c).  Under REPEATABLE READ and
+ * SERIALIZABLE a row changed since the snapshot cannot be locked; then the
+ * cap trigger judges it (a concurrent issue or revocation fails the login
+ * there, a cleanup that removed the row lets it be created afresh), so the
+ * serialization failure of the lock itself is dropped with its
+ * subtransaction.
+ */
+static void
+lock_user_first(Datum *values)
+{
+	ErrorData  *edata;
+
+	if (!IsolationUsesXactSnapshot())
+	{
+		lock_user_row(values);
+		return;
+	}
+	edata = SessmgrTryInSubtransaction(lock_user_row, values);
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+}
+
 /*
  * Judge a new login of user_id, issued at now with device, place, the
  * device cookie (NULL: none) and the account's recent failed attempts, and
- * lock the user's profile until the transaction ends.  Costs one statement:
- * the profile row by its key and the device row by its key.  Under the
+ * lock the user's rows until the transaction ends.  Costs two statements:
+ * the lock of the session_owners row, then the profile row by its key with
+ * the device row by its key.  Under the
  * policy off, judges nothing and reads nothing.
  */
 SessmgrRisk *
@@ -336,6 +373,7 @@ SessmgrRiskAssess(Datum user_id, const SessmgrDevice *device, const SessmgrPlace
 	values[1] = PointerGetDatum(key);
 
 	SessmgrOwnerBegin(&octx);
+	lock_user_first(values);
 	SessmgrRun(&plan,
 			   "SELECT p.logins, p.last_login_at, p.last_country_code, p.last_city,"
 			   "       p.last_latitude, p.last_longitude, p.last_accuracy_radius_km,"
