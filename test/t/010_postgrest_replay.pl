@@ -46,7 +46,9 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     sessmgr_api.my_sessions(),
     sessmgr_api.revoke_session(uuid),
-    sessmgr_api.revoke_other_sessions()
+    sessmgr_api.revoke_other_sessions(),
+    sessmgr_api.my_security_events(),
+    sessmgr_api.confirm_session(uuid)
   TO authenticated;
 
 -- the number of reverse proxies in front of PostgREST that append to
@@ -330,7 +332,8 @@ for ([ laptop => $laptop ], [ phone => $phone ], [ tablet => $tablet ])
 	is(bh($res)->{expires_in}, 900, "login on the $name: expires_in is the access token TTL");
 	like(bh($res)->{refresh_token}, qr/^sessmgr_[A-Za-z0-9_-]{64}$/,
 		"login on the $name: a refresh token in the body");
-	is($res->{headers}{'set-cookie'}, undef, "login on the $name: no cookie without cookie => true");
+	is_deeply([ map { /^([^=]+)=/ } @{ $res->{headers}{'set-cookie'} // [] } ], ['__Host-sessmgr_device'],
+		"login on the $name: no session cookie without cookie => true (only the device cookie)");
 	is(jwt_claims($dev->{token})->{sid}, $dev->{sid}, "login on the $name: the access token's sid");
 }
 
@@ -584,7 +587,8 @@ is_deeply(
 	my $browser = device('Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0 (cookie)', '192.0.2.44');
 	my $res = login($browser, 'alice@example.com', 'correct horse', body => { cookie => JSON::PP::true });
 	is($res->{status}, 200, 'cookie login: 200');
-	is(scalar @{ $res->{headers}{'set-cookie'} // [] }, 1, 'cookie login: one Set-Cookie header');
+	is(scalar(grep { /^__Host-sessmgr_refresh=/ } @{ $res->{headers}{'set-cookie'} // [] }), 1,
+		'cookie login: one Set-Cookie header for the session (and the device cookie)');
 	my ($c0, $max_age) = ($res->{headers}{'set-cookie'}[0] // '') =~ $SET_COOKIE_RE;
 	ok(defined $c0, 'cookie login: Set-Cookie: __Host-sessmgr_refresh=...; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=n')
 	  or diag explain $res->{headers};
@@ -613,7 +617,8 @@ is_deeply(
 	is($out->{status}, 204, 'logout with the cookie only: 204');
 	like($out->{headers}{'set-cookie'}[0] // '', qr/^__Host-sessmgr_refresh=; Path=\/; Secure; HttpOnly; SameSite=Lax; Max-Age=0$/,
 		'logout clears the cookie (Max-Age=0)');
-	is_deeply($browser->{jar}, {}, 'the browser dropped the cookie');
+	is_deeply([ keys %{ $browser->{jar} } ], ['__Host-sessmgr_device'],
+		'the browser dropped the session cookie (its device cookie stays)');
 	is(session_state(bh($res)->{session_id}), 'logout', 'logout revoked the session');
 	is_ended_401(get({ %$browser, token => bh($r)->{access_token} }, 'my_sessions'),
 		'the logged-out session\'s access token gets 401');
@@ -622,7 +627,7 @@ is_deeply(
 	my $stale = post($browser, 'refresh', {}, anonymous => 1);
 	is_refresh_refused($stale, 'invalid', 'refresh from a stale cookie: invalid');
 	like($stale->{headers}{'set-cookie'}[0] // '', qr/Max-Age=0$/, 'and the stale cookie is cleared');
-	is_deeply($browser->{jar}, {}, 'the browser dropped it');
+	is_deeply([ keys %{ $browser->{jar} } ], ['__Host-sessmgr_device'], 'the browser dropped it');
 }
 
 # --- logout with the access token -------------------------------------------------------------

@@ -455,7 +455,8 @@ for ([ laptop => $laptop ], [ phone => $phone ], [ tablet => $tablet ])
 	is(bh($res)->{token_type}, 'Bearer', "login on the $name: token_type Bearer");
 	is(bh($res)->{expires_in}, 900, "login on the $name: expires_in 900 (15 minutes)");
 	like(bh($res)->{refresh_token} // '', qr/^sessmgr_[A-Za-z0-9_-]{64}$/, "login on the $name: a refresh token");
-	is_deeply(header($res, 'set-cookie'), [], "login on the $name: no Set-Cookie");
+	is_deeply([ map { /^([^=]+)=/ } @{ header($res, 'set-cookie') } ], ['__Host-sessmgr_device'],
+		"login on the $name: no session cookie, only the device cookie");
 	is(jwt_claims($dev->{token})->{sid}, $dev->{sid}, "login on the $name: the access token's sid");
 	is(jwt_claims($dev->{token})->{role}, 'authenticated', "login on the $name: the access token's role");
 }
@@ -482,7 +483,7 @@ is_deeply(
 		'my_sessions: the three devices');
 	is_deeply([ sort keys %{ $rows[0] // {} } ],
 		[ sort qw(id device_name user_agent ip location created_at last_active_at expires_at is_current is_remembered
-		          device browser os device_type country_code city) ],
+		          device browser os device_type country_code city risk) ],
 		'my_sessions: the documented columns');
 	is_deeply([ map { $_->{id} } grep { $_->{is_current} } @rows ], [ $laptop->{sid} ],
 		'my_sessions: exactly one is_current, the caller\'s');
@@ -505,6 +506,43 @@ is_deeply(
 	is($keys->{status}, 404, 'revoke_session with an unknown body key: 404');
 	is(bh($keys)->{code}, 'PGRST202', 'unknown body key: PGRST202');
 	is(session_state($phone->{sid}), 'active', 'and nothing was revoked');
+}
+
+# --- the device cookie and the security endpoints (suspicious logins) ----------------------
+{
+	$admin->do(q{INSERT INTO api.users (email, password_hash)
+	             VALUES ('risky@example.com', extensions.crypt('risky password', extensions.gen_salt('bf', 8)))});
+	my $risky = admin_value(q{SELECT id::text FROM api.users WHERE email = 'risky@example.com'});
+	my $browser = device('Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0', '203.0.113.10');
+	my $res = login($browser, 'risky');
+	my @dc = grep { /^__Host-sessmgr_device=/ } @{ header($res, 'set-cookie') };
+	my $c = parse_set_cookie($dc[0]);
+	like($c->{value} // '', qr/^[0-9a-f]{64}$/, 'login: Set-Cookie __Host-sessmgr_device, 64 hex digits');
+	my %a = %{ $c->{attrs} // {} };
+	ok($a{secure} && $a{httponly} && ($a{path} // '') eq '/' && ($a{samesite} // '') eq 'Lax'
+		  && !exists $a{domain} && ($a{'max-age'} // '') eq '34560000',
+		'the device cookie: Secure, HttpOnly, Path=/, SameSite=Lax, no Domain, 400 days') or diag explain $c;
+	my $again = request('POST', '/rpc/login', dev => $browser, anonymous => 1,
+		cookie => "__Host-sessmgr_device=$c->{value}",
+		body => { email => 'risky@example.com', password => 'risky password' });
+	is($again->{status}, 200, 'login sending the device cookie: 200') or diag $again->{raw};
+	my ($same) = map { parse_set_cookie($_)->{value} } grep { /^__Host-sessmgr_device=/ } @{ header($again, 'set-cookie') };
+	is($same, $c->{value}, 'a returning browser keeps its device cookie');
+	my $sid = bh($again)->{session_id} // '';
+	is($admin->selectrow_array(q{SELECT risk::text FROM sessmgr.sessions WHERE id = $1}, undef, $sid), '{}',
+		'and is recognised by it: no new_device');
+	is($admin->selectrow_array(q{SELECT count(*) FROM sessmgr.known_devices WHERE user_id = $1 AND kind = 'cookie'
+		  AND device_key = sha256(convert_to(E'cookie\n' || $2, 'UTF8'))}, undef, $risky, $c->{value}), 1,
+		'known_devices holds the SHA-256 of the cookie');
+	$browser->{token} = bh($again)->{access_token};
+	my $ev = get($browser, 'my_security_events');
+	is($ev->{status}, 200, 'GET /rpc/my_security_events: 200') or diag $ev->{raw};
+	ok(scalar(grep { ($_->{event} // '') eq 'issue' && ($_->{session_id} // '') eq $sid } @{ ba($ev) }),
+		'my_security_events lists this sign-in');
+	my $cf = post($browser, 'confirm_session', { session_id => bh($res)->{session_id} });
+	is($cf->{status}, 204, 'POST /rpc/confirm_session for one of the caller\'s sessions: 204') or diag $cf->{raw};
+	my $unknown = post($browser, 'confirm_session', { session_id => '00000000-0000-0000-0000-000000000000' });
+	is($unknown->{status}, 404, 'confirm_session of a session that is not the caller\'s: 404');
 }
 
 # --- anonymous calls of the authenticated endpoints ------------------------------------------
