@@ -169,7 +169,8 @@ SELECT is_empty(
 -- The extension's schemas: nobody else can plant anything in them
 ------------------------------------------------------------------------------
 SELECT is((SELECT string_agg(nspname::text, ', ' ORDER BY nspname) FROM sec_schemas),
-    'sessmgr, sessmgr_api', 'the extension has the schemas sessmgr and sessmgr_api');
+    'sessmgr, sessmgr_admin_api, sessmgr_api',
+    'the extension has the schemas sessmgr, sessmgr_admin_api and sessmgr_api');
 SELECT is_empty(
     $$SELECT s.nspname FROM sec_schemas s JOIN pg_roles r ON r.oid = s.nspowner WHERE NOT r.rolsuper$$,
     'its schemas are owned by a superuser');
