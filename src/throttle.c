@@ -156,20 +156,6 @@ any_network(void)
 	return InetPGetDatum(net);
 }
 
-static ArrayType *
-text_pair(Datum a, Datum b)
-{
-	Datum		elems[2] = {a, b};
-
-	return construct_array(elems, 2, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
-static ArrayType *
-cidr_array(Datum *elems, int n)
-{
-	return construct_array(elems, n, CIDROID, -1, false, TYPALIGN_INT);
-}
-
 /* An interval of usecs microseconds (never days or months). */
 static Interval *
 interval_usecs(int64 usecs)
@@ -409,31 +395,36 @@ collect_rows(void *arg)
 /*
  * Read the keys of user_id (and of ip's network, if not NULL; and of that
  * network across accounts if with_address) with the transaction's snapshot:
- * one index scan.  SPI connected, in owner mode.
+ * at most three probes of the primary key, each on the whole key, so that
+ * the cached generic plan cannot but use it.  (One scan with user_id =
+ * ANY(...) AND network = ANY(...) was planned, once the statistics knew the
+ * empty user id of the address keys to be common, as a scan of every
+ * address key filtered by network.)  SPI connected, in owner mode.
  */
 static void
 read_keys(Datum user_id, const inet *ip, bool with_address, ThrottleRow *rows)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTARRAYOID, CIDRARRAYOID};
-	Datum		values[2];
-	Datum		networks[2];
-	int			nnetworks = 0;
+	Oid			types[4] = {TEXTOID, CIDROID, CIDROID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 
 	memset(rows, 0, sizeof(ThrottleRow) * NUM_KEYS);
-	networks[nnetworks++] = any_network();
-	if (ip != NULL)
-		networks[nnetworks++] = network_of(ip);
-	values[0] = PointerGetDatum(text_pair(user_id,
-										  with_address && ip != NULL ?
-										  CStringGetTextDatum("") : user_id));
-	values[1] = PointerGetDatum(cidr_array(networks, nnetworks));
+	values[0] = user_id;
+	values[1] = ip != NULL ? network_of(ip) : (Datum) 0;
+	nulls[1] = ip != NULL ? ' ' : 'n';
+	values[2] = any_network();
+	values[3] = BoolGetDatum(with_address && ip != NULL);
 	SessmgrRun(&plan,
-			   "SELECT " READ_COLUMNS("a")
-			   "  FROM sessmgr.login_attempts a"
-			   " WHERE a.user_id OPERATOR(pg_catalog.=) ANY ($1)"
-			   "   AND a.network OPERATOR(pg_catalog.=) ANY ($2)",
-			   2, types, values, NULL, SPI_OK_SELECT);
+			   "SELECT " READ_COLUMNS("a") " FROM sessmgr.login_attempts a"
+			   " WHERE a.user_id OPERATOR(pg_catalog.=) $1 AND a.network OPERATOR(pg_catalog.=) $3"
+			   " UNION ALL"
+			   " SELECT " READ_COLUMNS("p") " FROM sessmgr.login_attempts p"
+			   " WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.network OPERATOR(pg_catalog.=) $2"
+			   " UNION ALL"
+			   " SELECT " READ_COLUMNS("n") " FROM sessmgr.login_attempts n"
+			   " WHERE $4 AND n.user_id OPERATOR(pg_catalog.=) '' AND n.network OPERATOR(pg_catalog.=) $2",
+			   4, types, values, nulls, SPI_OK_SELECT);
 	collect_rows(rows);
 }
 
@@ -877,7 +868,8 @@ static bool reset_due = false;
  * Before issue() inserts a session for user_id from ip (NULL: unknown):
  * refuse while the account is locked (SM423) or the pair or the account is
  * delayed (SM429, the remaining wait in the detail).  Returns the account's
- * consecutive failures within the window, 0 when none.  One index probe.
+ * consecutive failures within the window, 0 when none.  A probe of the
+ * primary key per key (the account's, the pair's), nothing written.
  */
 int
 SessmgrThrottleBeforeIssue(Datum user_id, inet *ip)
@@ -929,29 +921,27 @@ void
 SessmgrThrottleAfterIssue(Datum user_id, inet *ip, int failures)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTOID, CIDRARRAYOID};
-	Datum		values[2];
-	Datum		networks[2];
-	int			nnetworks = 0;
+	Oid			types[3] = {TEXTOID, CIDROID, CIDROID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	SessmgrOwnerContext octx;
 
 	if (failures <= 0 && !reset_due)
 		return;
 	reset_due = false;
-	networks[nnetworks++] = any_network();
-	if (ip != NULL)
-		networks[nnetworks++] = network_of(ip);
 	values[0] = user_id;
-	values[1] = PointerGetDatum(cidr_array(networks, nnetworks));
+	values[1] = any_network();
+	values[2] = ip != NULL ? network_of(ip) : (Datum) 0;
+	nulls[2] = ip != NULL ? ' ' : 'n';
 
 	SessmgrOwnerBegin(&octx);
 	/* an index scan: the account row, then the pair's, as every writer locks them */
 	run_exact(&plan,
 			  "DELETE FROM sessmgr.login_attempts a"
 			  " WHERE a.user_id OPERATOR(pg_catalog.=) $1"
-			  "   AND a.network OPERATOR(pg_catalog.=) ANY ($2)"
+			  "   AND (a.network OPERATOR(pg_catalog.=) $2 OR a.network OPERATOR(pg_catalog.=) $3)"
 			  "   AND a.locked_at IS NULL",
-			  2, types, values, NULL, SPI_OK_DELETE, NULL, NULL);
+			  3, types, values, nulls, SPI_OK_DELETE, NULL, NULL);
 	SessmgrOwnerEnd(&octx);
 }
 
