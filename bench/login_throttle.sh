@@ -172,8 +172,8 @@ their own account and address (the rows exist, the delay grows, one event a minu
 
 \`login_failed\` writes the three rows a failure counts against (pair, account, address) in one
 statement, through SPI and as the tables' owner; a failure from a new account and address also
-inserts them and writes its \`login_failed\` event (with the user agent's device and the address's
-place), which the last row measures.
+inserts them and writes its \`login_failed\` event (with the address's place; no user agent here),
+which the last row measures.
 <!-- /login_throttle -->
 EOF2
 )"
