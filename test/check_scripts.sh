@@ -128,13 +128,14 @@ for my $file (@ARGV)
 		}
 
 		# operators outside bodies: drop the qualified ones, casts, named
-		# arguments, SET clauses and the identifier/number characters
+		# arguments, SET clauses, storage parameters and the identifier/number characters
 		my $ops = $c;
 		$ops =~ s/\bOPERATOR\s*\(\s*pg_catalog\s*\.\s*[^)\s]+\s*\)/ /gi;
 		$ops =~ s/::/ /g;
 		$ops =~ s/=>/ /g;
 		$ops =~ s/\bSET\s+[\w.]+\s*(?:=|\bTO\b)/ /gi;
 		$ops =~ s/\bSET\s+\w+\s*=/ /gi;
+		$ops =~ s/\b(?:fillfactor|autovacuum_\w+|toast_tuple_target|parallel_workers)\s*=/ /gi;	# storage parameters
 		$ops =~ s/\$body\$/ /g;
 		$ops =~ s/"(?:[^"]|"")*"/ /g;
 		$ops =~ s/-(?=\d)/ /g;	# a negative number, not an operator
