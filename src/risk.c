@@ -294,10 +294,23 @@ array_remember(Datum array, Oid type, Datum value, bool present, int max)
 	return PointerGetDatum(construct_array(out, nout, type, typlen, typbyval, typalign));
 }
 
-/* SessmgrTryInSubtransaction's shape of SessmgrLockUserRow */
+/*
+ * SessmgrTryInSubtransaction's shape of SessmgrLockUserRow.  A user's first
+ * logins find no row to lock: the row is created first (the cap trigger's
+ * upsert then counts the session), so that concurrent first logins queue
+ * here rather than meet in the cap trigger's insert after each took other
+ * rows (a deadlock cap_storm showed).
+ */
 static void
 lock_user_row(void *arg)
 {
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+
+	SessmgrRun(&plan,
+			   "INSERT INTO sessmgr.session_owners (user_id) VALUES ($1)"
+			   " ON CONFLICT (user_id) DO NOTHING",
+			   1, types, (Datum *) arg, NULL, SPI_OK_INSERT);
 	SessmgrLockUserRow((Datum *) arg, USER_LOCK_EXCLUSIVE);
 }
 
