@@ -1981,6 +1981,8 @@ CREATE FUNCTION sessmgr_admin_api.revoke_session(session_id uuid, reason text) R
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    failure text;
 BEGIN
     PERFORM sessmgr.set_admin_actor(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub');
     IF reason IS NULL THEN
@@ -1988,11 +1990,21 @@ BEGIN
             HINT = 'Say why the session is ended; the audit trail records it.';
     END IF;
     RETURN sessmgr.revoke_any(revoke_session.session_id, revoke_session.reason);
+EXCEPTION WHEN invalid_parameter_value THEN
+    -- an unknown session id is not found, as for the users' revoke_session;
+    -- a bad reason (empty, reserved) stays a 400
+    GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+    IF failure OPERATOR(pg_catalog.<>) 'invalid session id' THEN
+        RAISE;
+    END IF;
+    RAISE SQLSTATE 'PGRST'
+        USING MESSAGE = '{"code":"22023","message":"invalid session id","details":null,"hint":null}',
+              DETAIL = '{"status":404,"headers":{}}';
 END
 $$;
 
 COMMENT ON FUNCTION sessmgr_admin_api.revoke_session(uuid, text) IS
-    'POST /rpc/revoke_session: end any session, with a reason; true if this call ended it.';
+    'POST /rpc/revoke_session: end any session, with a reason; true if this call ended it (404 for an unknown id).';
 
 CREATE FUNCTION sessmgr_admin_api.revoke_user_sessions(user_id text, reason text) RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER

@@ -356,6 +356,12 @@ my $alive = request('GET', '/rpc/my_sessions', token => $session{alice}[1]{acces
 is($alive->{status}, 200, 'her other session still works');
 is(admin_post($admin, 'revoke_session', { session_id => $session{alice}[0]{session_id},
 	reason => 'again' })->{raw}, 'false', 'revoking it again: false');
+my $unknown = admin_post($admin, 'revoke_session',
+	{ session_id => '00000000-0000-4000-8000-00000000dead', reason => 'no such session' });
+is($unknown->{status}, 404, 'revoking an unknown session: 404') or diag $unknown->{raw};
+my $reserved = admin_post($admin, 'revoke_session',
+	{ session_id => $session{alice}[1]{session_id}, reason => 'erased' });
+is($reserved->{status}, 400, 'a reserved reason: 400, not 404') or diag $reserved->{raw};
 my $noreason = admin_post($admin, 'revoke_session', { session_id => $session{alice}[1]{session_id} });
 ok($noreason->{status} >= 400 && $noreason->{status} < 500, 'without a reason: refused')
   or diag $noreason->{raw};
