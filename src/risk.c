@@ -936,64 +936,85 @@ bool
 SessmgrRiskCleanup(TimestampTz before, int64 batch_rows, text **cursor)
 {
 	static SPIPlanPtr chunk_plan = NULL;
-	static SPIPlanPtr profiles_plan = NULL;
-	static SPIPlanPtr devices_plan = NULL;
+	static SPIPlanPtr profiles_plans[2] = {NULL, NULL};
+	static SPIPlanPtr devices_plans[2] = {NULL, NULL};
+	/* [0]: up to the batch's last user; [1]: the last batch, to the end */
+	static const char *const profiles_sql[2] = {
+		"DELETE FROM sessmgr.login_profiles"
+		" WHERE user_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+		"   SELECT p.user_id FROM sessmgr.login_profiles p"
+		"    WHERE p.user_id OPERATOR(pg_catalog.>) $1"
+		"      AND p.user_id OPERATOR(pg_catalog.<=) $2"
+		"      AND p.last_login_at OPERATOR(pg_catalog.<) $3"
+		"      FOR UPDATE OF p SKIP LOCKED))",
+		"DELETE FROM sessmgr.login_profiles"
+		" WHERE user_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+		"   SELECT p.user_id FROM sessmgr.login_profiles p"
+		"    WHERE p.user_id OPERATOR(pg_catalog.>) $1"
+		"      AND p.last_login_at OPERATOR(pg_catalog.<) $3"
+		"      FOR UPDATE OF p SKIP LOCKED))",
+	};
+	static const char *const devices_sql[2] = {
+		"DELETE FROM sessmgr.known_devices"
+		" WHERE (user_id, device_key) IN ("
+		"   SELECT d.user_id, d.device_key FROM sessmgr.known_devices d"
+		"    WHERE d.user_id OPERATOR(pg_catalog.>) $1"
+		"      AND d.user_id OPERATOR(pg_catalog.<=) $2"
+		"      AND d.last_seen_at OPERATOR(pg_catalog.<) $3"
+		"      FOR UPDATE OF d SKIP LOCKED)",
+		"DELETE FROM sessmgr.known_devices"
+		" WHERE (user_id, device_key) IN ("
+		"   SELECT d.user_id, d.device_key FROM sessmgr.known_devices d"
+		"    WHERE d.user_id OPERATOR(pg_catalog.>) $1"
+		"      AND d.last_seen_at OPERATOR(pg_catalog.<) $3"
+		"      FOR UPDATE OF d SKIP LOCKED)",
+	};
 	Oid			chunk_types[2] = {TEXTOID, INT8OID};
 	Oid			delete_types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
 	MemoryContext caller = CurrentMemoryContext;
 	SessmgrOwnerContext octx;
 	bool		more;
 	bool		isnull;
+	Datum		end;
 	text	   *to = NULL;
 
 	SessmgrEnterOwnerMode(&octx);
 	values[0] = *cursor != NULL ? PointerGetDatum(*cursor) : CStringGetTextDatum("");
 	values[1] = Int64GetDatum(batch_rows - 1);
 
-	/* where the batch ends: batch_rows users on, else the end */
+	/*
+	 * Where the batch ends: the nearer of each table's batch_rows-th user
+	 * after the cursor (each read from its primary key, batch_rows entries),
+	 * else the end of both.
+	 */
 	SessmgrRun(&chunk_plan,
-			   "SELECT u.user_id FROM ("
-			   "   SELECT p.user_id FROM sessmgr.login_profiles p"
-			   "    WHERE p.user_id OPERATOR(pg_catalog.>) $1"
-			   "   UNION"
-			   "   SELECT d.user_id FROM sessmgr.known_devices d"
-			   "    WHERE d.user_id OPERATOR(pg_catalog.>) $1) u"
-			   " ORDER BY u.user_id OFFSET $2 LIMIT 1",
+			   "SELECT LEAST("
+			   " (SELECT p.user_id FROM sessmgr.login_profiles p"
+			   "   WHERE p.user_id OPERATOR(pg_catalog.>) $1"
+			   "   ORDER BY p.user_id OFFSET $2 LIMIT 1),"
+			   " (SELECT d.user_id FROM sessmgr.known_devices d"
+			   "   WHERE d.user_id OPERATOR(pg_catalog.>) $1"
+			   "   ORDER BY d.user_id OFFSET $2 LIMIT 1))",
 			   2, chunk_types, values, NULL, SPI_OK_SELECT);
-	more = SPI_processed == 1;
+	end = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	more = !isnull;
 	if (more)
 	{
 		MemoryContext old = MemoryContextSwitchTo(caller);
 
-		to = DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
+		to = DatumGetTextPCopy(end);
 		MemoryContextSwitchTo(old);
 		values[1] = PointerGetDatum(to);
 	}
 	else
-		nulls[1] = 'n';
+		values[1] = values[0];	/* not read by the plans of the last batch */
 	values[2] = TimestampTzGetDatum(before);
 
-	SessmgrRun(&profiles_plan,
-			   "DELETE FROM sessmgr.login_profiles"
-			   " WHERE user_id OPERATOR(pg_catalog.=) ANY (ARRAY("
-			   "   SELECT p.user_id FROM sessmgr.login_profiles p"
-			   "    WHERE p.user_id OPERATOR(pg_catalog.>) $1"
-			   "      AND ($2 IS NULL OR p.user_id OPERATOR(pg_catalog.<=) $2)"
-			   "      AND p.last_login_at OPERATOR(pg_catalog.<) $3"
-			   "      FOR UPDATE OF p SKIP LOCKED))",
-			   3, delete_types, values, nulls, SPI_OK_DELETE);
-	SessmgrRun(&devices_plan,
-			   "DELETE FROM sessmgr.known_devices"
-			   " WHERE (user_id, device_key) IN ("
-			   "   SELECT d.user_id, d.device_key FROM sessmgr.known_devices d"
-			   "    WHERE d.user_id OPERATOR(pg_catalog.>) $1"
-			   "      AND ($2 IS NULL OR d.user_id OPERATOR(pg_catalog.<=) $2)"
-			   "      AND d.last_seen_at OPERATOR(pg_catalog.<) $3"
-			   "      FOR UPDATE OF d SKIP LOCKED)",
-			   3, delete_types, values, nulls, SPI_OK_DELETE);
+	SessmgrRun(&profiles_plans[more ? 0 : 1], profiles_sql[more ? 0 : 1],
+			   3, delete_types, values, NULL, SPI_OK_DELETE);
+	SessmgrRun(&devices_plans[more ? 0 : 1], devices_sql[more ? 0 : 1],
+			   3, delete_types, values, NULL, SPI_OK_DELETE);
 	SessmgrLeaveOwnerMode(&octx);
 
 	if (*cursor != NULL)
